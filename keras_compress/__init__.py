@@ -1,0 +1,65 @@
+"""keras-compress: make Keras 3 models small and fast for phones and microcontrollers.
+
+Training-time compression that runs inside an ordinary `model.fit`:
+
+```python
+import keras_compress as kc
+
+pruned = kc.prune(model, schedule=kc.PolynomialDecay(0.0, 0.9, 0, 2000))
+pruned.compile(...)
+pruned.fit(x, y, epochs=5, callbacks=[kc.PruningCallback()])
+plain = kc.strip(pruned)
+```
+
+TFMOT users: `prune_low_magnitude`, `UpdatePruningStep` and `strip_pruning` are
+aliases of `prune`, `PruningCallback` and `strip`, with the same argument names.
+"""
+
+import os as _os
+
+# Keras 3 on TensorFlow is the supported stack; respect an explicit user choice.
+_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+__version__ = "0.1.0"
+
+from keras_compress import datasets, schedules  # noqa: E402
+from keras_compress.pruning import (  # noqa: E402
+    LayerSparsity,
+    PruningCallback,
+    PruningWrapper,
+    SparsityReport,
+    prune,
+    sparsity,
+)
+from keras_compress.schedules import (  # noqa: E402
+    ConstantSparsity,
+    PolynomialDecay,
+    PruningSchedule,
+    Schedule,
+)
+from keras_compress.strip import strip  # noqa: E402
+
+# TFMOT names, so `tfmot.sparsity.keras.X` becomes `keras_compress.X`.
+prune_low_magnitude = prune
+UpdatePruningStep = PruningCallback
+strip_pruning = strip
+
+__all__ = [
+    "ConstantSparsity",
+    "LayerSparsity",
+    "PolynomialDecay",
+    "PruningCallback",
+    "PruningSchedule",
+    "PruningWrapper",
+    "Schedule",
+    "SparsityReport",
+    "UpdatePruningStep",
+    "__version__",
+    "datasets",
+    "prune",
+    "prune_low_magnitude",
+    "schedules",
+    "sparsity",
+    "strip",
+    "strip_pruning",
+]

@@ -1,0 +1,117 @@
+"""The one place that walks a Keras model and rebuilds it with layers replaced.
+
+`prune`, `strip` (and later `quantize`, `cluster`, `factorize`) all go through
+`rebuild`, so a new model shape is supported once for every technique.
+
+`rebuild` works on Sequential and functional models, recursing into nested
+Sequential/functional models. The result never shares layers or variables with
+the input model: unchanged layers are copied with their weights.
+
+Example:
+
+```python
+import keras
+from keras_compress import model_walk
+
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+copy = model_walk.rebuild(model, lambda layer: None)   # a weight-equal copy
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import keras
+from keras.src.models.functional import Functional as _Functional
+
+from keras_compress._wrapper_base import CompressionWrapper
+
+__all__ = ["rebuild", "copy_layer", "iter_layers", "walk_layers", "is_model", "is_graph_model"]
+
+Replace = Callable[[keras.layers.Layer], "keras.layers.Layer | None"]
+
+
+def is_model(obj: object) -> bool:
+    return isinstance(obj, keras.Model)
+
+
+def is_graph_model(model: keras.layers.Layer) -> bool:
+    """Sequential and functional models: the ones whose graph can be rebuilt."""
+    return isinstance(model, (keras.Sequential, _Functional))
+
+
+def iter_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """All leaf layers of `model`, depth first, descending into nested
+    Sequential/functional models (a subclassed model counts as one leaf)."""
+    if is_graph_model(model):
+        for layer in model.layers:
+            yield from iter_layers(layer)
+    else:
+        yield model
+
+
+def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer reachable from `layer`: the leaves of Sequential/functional
+    models, plus subclassed models/layers and the sub-layers they track as
+    attributes. A `CompressionWrapper` is yielded, its wrapped layer is not."""
+    if is_graph_model(layer):
+        for child in layer.layers:
+            yield from walk_layers(child)
+        return
+    yield layer
+    if isinstance(layer, CompressionWrapper):
+        return
+    for child in getattr(layer, "_layers", []):
+        yield from walk_layers(child)
+
+
+def copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh instance of `layer` from its config, built and holding its weights."""
+    try:
+        new = layer.__class__.from_config(layer.get_config())
+    except Exception as exc:  # noqa: BLE001 - re-raised with the layer's name
+        raise ValueError(
+            f"Cannot copy layer '{layer.name}' ({type(layer).__name__}): its "
+            f"get_config()/from_config() round trip failed ({exc}). Custom layers "
+            "need a get_config() returning every constructor argument."
+        ) from exc
+    if layer.built:
+        build_config = layer.get_build_config()
+        if build_config is not None:
+            new.build_from_config(build_config)
+        if new.built and layer.weights:
+            new.set_weights(layer.get_weights())
+    return new
+
+
+def rebuild(model: keras.Model, replace: Replace) -> keras.Model:
+    """Clone `model`, asking `replace(layer)` for every leaf layer.
+
+    `replace` returns a new layer to use instead (it must carry its own weights,
+    e.g. a wrapper around `copy_layer(layer)`), or `None` to keep a weight-equal
+    copy of the layer.
+
+    Raises:
+        ValueError: for subclassed models, whose graph cannot be rebuilt; wrap
+            their layers inside the model's `__init__` instead.
+    """
+    if not is_model(model):
+        raise TypeError(f"Expected a keras.Model; received {type(model).__name__}.")
+    if not is_graph_model(model):
+        raise _subclassed_error(model)
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        new = replace(layer)
+        return copy_layer(layer) if new is None else new
+
+    return keras.models.clone_model(model, clone_function=clone, recursive=True)
+
+
+def _subclassed_error(model: keras.Model) -> ValueError:
+    return ValueError(
+        f"Model '{model.name}' is a subclassed keras.Model "
+        f"({type(model).__name__}); its graph cannot be rebuilt. Apply the "
+        "technique to its layers inside the model's __init__ instead, e.g. "
+        "`self.dense = keras_compress.prune(keras.layers.Dense(10), ...)`."
+    )

@@ -1,0 +1,210 @@
+"""`PruningCallback`: advances pruning schedules inside `model.fit`.
+
+Before each training step it asks every pruned layer's schedule whether masks
+are due and recomputes them; after each step it records the step in the layers'
+`pruning_step` variables, so a checkpoint taken at any point (ModelCheckpoint,
+BackupAndRestore, `model.save`) resumes at the same place. At each epoch end it
+adds `sparsity` (over all pruned kernels) and `sparsity/<layer>` to the Keras
+logs, and to TensorBoard when `log_dir` is given.
+
+Example:
+
+```python
+import keras
+import numpy as np
+import keras_compress as kc
+
+model = kc.prune(
+    keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]),
+    schedule=kc.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=20, frequency=5))
+model.compile("adam", "mse")
+x, y = np.random.rand(64, 8), np.random.rand(64, 4)
+model.fit(x, y, batch_size=8, epochs=3, callbacks=[kc.PruningCallback()])
+kc.sparsity(model).overall   # 0.75
+```
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_compress import model_walk
+from keras_compress.pruning import masks as masks_lib
+from keras_compress.pruning.wrapper import PruningWrapper
+
+__all__ = ["PruningCallback", "find_pruning_wrappers"]
+
+
+def find_pruning_wrappers(model: keras.layers.Layer) -> list[PruningWrapper]:
+    """Every `PruningWrapper` in `model`, including nested models and the
+    layers of subclassed models (found through Keras' layer tracking)."""
+    found: dict[int, PruningWrapper] = {}
+    for layer in model_walk.walk_layers(model):
+        if isinstance(layer, PruningWrapper):
+            found.setdefault(id(layer), layer)
+    return list(found.values())
+
+
+@keras.saving.register_keras_serializable(package="keras_compress")
+class PruningCallback(keras.callbacks.Callback):
+    """Runs the pruning schedules of every `PruningWrapper` during `fit`.
+
+    Steps are counted in optimizer steps and continue from the `pruning_step`
+    saved in the model, so `fit` can be called again (or after loading a
+    checkpoint) and the schedule carries on where it stopped.
+
+    Args:
+        log_dir: optional TensorBoard directory for per-layer sparsity scalars.
+        per_layer_logs: add `sparsity/<layer>` entries to the Keras logs (and
+            progress bar) at epoch end; the overall `sparsity` is always added.
+    """
+
+    def __init__(self, log_dir: str | None = None, per_layer_logs: bool = True):
+        super().__init__()
+        self.log_dir = log_dir
+        self.per_layer_logs = per_layer_logs
+        self._wrappers: list[PruningWrapper] = []
+        self._writer = None
+        self._step = 0
+        self._last_checked = -1
+
+    # -------------------------------------------------------------- lifecycle
+    def on_train_begin(self, logs=None):
+        self._wrappers = find_pruning_wrappers(self.model)
+        if not self._wrappers:
+            raise ValueError(
+                f"PruningCallback: model '{self.model.name}' has no pruned layer. "
+                "Wrap it first with `keras_compress.prune(model, ...)`."
+            )
+        steps = {int(keras.ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers}
+        self._step = max(steps)
+        self._last_checked = self._step - 1
+        self._iterations0 = self._optimizer_iterations()
+        self._step0 = self._step
+        self._groups = self._global_groups()
+        if self.log_dir and self._writer is None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._step
+        for group in self._due(step):
+            self._update(group, step)
+        self._last_checked = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        iterations = self._optimizer_iterations()
+        if iterations is None:
+            self._step += 1
+        else:
+            self._step = self._step0 + iterations - self._iterations0
+        for wrapper in self._wrappers:
+            wrapper.pruning_step.assign(self._step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        report = self._sparsities()
+        overall = _overall(self._wrappers)
+        if logs is not None:
+            logs["sparsity"] = overall
+            if self.per_layer_logs:
+                for name, value in report.items():
+                    logs[f"sparsity/{name}"] = value
+        if self._writer is not None:
+            import tensorflow as tf
+
+            with self._writer.as_default(step=self._step):
+                tf.summary.scalar("sparsity/overall", overall)
+                for name, value in report.items():
+                    tf.summary.scalar(f"sparsity/{name}", value)
+                for wrapper in self._wrappers:
+                    tf.summary.scalar(
+                        f"schedule/{wrapper.layer.name}", wrapper.schedule(self._step)
+                    )
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        unfinished = [
+            w.layer.name
+            for w in self._wrappers
+            if w.schedule.end_step != -1 and not w.schedule.is_finished(self._step)
+        ]
+        if unfinished:
+            warnings.warn(
+                f"PruningCallback: training stopped at step {self._step}, before the "
+                f"pruning schedule ended for {unfinished} (end_step="
+                f"{self._wrappers[0].schedule.end_step}); their final sparsity was "
+                "not reached. Train longer or lower end_step.",
+                stacklevel=2,
+            )
+
+    # -------------------------------------------------------------- internals
+    def _optimizer_iterations(self) -> int | None:
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or not hasattr(optimizer, "iterations"):
+            return None
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def _global_groups(self) -> list[list[PruningWrapper]]:
+        """Layer-ranked wrappers alone; global-ranked ones grouped by schedule
+        and structure (they share one ranking)."""
+        groups: list[list[PruningWrapper]] = []
+        shared: dict[Any, list[PruningWrapper]] = defaultdict(list)
+        for wrapper in self._wrappers:
+            if wrapper.ranking == "global":
+                shared[(wrapper.schedule, str(wrapper.structure))].append(wrapper)
+            else:
+                groups.append([wrapper])
+        return groups + list(shared.values())
+
+    def _due(self, step: int) -> list[list[PruningWrapper]]:
+        """Groups whose schedule wanted an update at a step in
+        (last_checked, step]: with `steps_per_execution` > 1 the callback only
+        sees every k-th step, and must not miss an update."""
+        due = []
+        for group in self._groups:
+            schedule = group[0].schedule
+            if any(schedule.should_update(s) for s in range(self._last_checked + 1, step + 1)):
+                due.append(group)
+        return due
+
+    def _update(self, group: list[PruningWrapper], step: int) -> None:
+        sparsity = group[0].schedule(step)
+        if len(group) == 1 and group[0].ranking == "layer":
+            group[0].update_masks(sparsity)
+            return
+        weights = [w for wrapper in group for w in wrapper.effective_weights()]
+        if group[0].structure.kind == "channel":
+            axes = [a for wrapper in group for a in wrapper.output_axes]
+            new = masks_lib.global_channel(weights, sparsity, axes)
+        else:
+            new = masks_lib.global_magnitude(weights, sparsity)
+        offset = 0
+        for wrapper in group:
+            count = len(wrapper.target_names)
+            wrapper.assign_masks(new[offset: offset + count])
+            offset += count
+
+    def _sparsities(self) -> dict[str, float]:
+        out = {}
+        for wrapper in self._wrappers:
+            out[wrapper.layer.name] = _overall([wrapper])
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {"log_dir": self.log_dir, "per_layer_logs": self.per_layer_logs}
+
+
+def _overall(wrappers: list[PruningWrapper]) -> float:
+    zeros = total = 0
+    for wrapper in wrappers:
+        for _, _, mask in wrapper._targets:
+            m = keras.ops.convert_to_numpy(mask)
+            zeros += int(np.count_nonzero(m == 0))
+            total += m.size
+    return zeros / total if total else 0.0

@@ -1,0 +1,377 @@
+"""`PruningWrapper`: a layer whose kernels are multiplied by 0/1 masks.
+
+The wrapper keeps the wrapped layer untouched and, in `call`, hands it
+`kernel * mask` in place of `kernel` (through `keras.StatelessScope`), so it works
+for any layer type without re-implementing its `call`. Pruned weights get zero
+gradient and are exactly zero in every forward pass; `stripped()` bakes the
+masks into a plain copy of the layer.
+
+State (all saved with `model.save("x.keras")`): one non-trainable mask per
+pruned kernel, a bias mask when whole channels are pruned, and `pruning_step`,
+the training step the schedule has reached.
+
+Example:
+
+```python
+import keras
+import keras_compress as kc
+
+layer = kc.PruningWrapper(keras.layers.Dense(8),
+                          schedule=kc.ConstantSparsity(0.5, 0), structure="2:4")
+y = layer(keras.ops.ones((1, 16)))
+layer.update_masks(0.5)
+kc.sparsity(layer)["dense"].sparsity   # 0.5
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_compress import model_walk
+from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress.pruning import masks as masks_lib
+from keras_compress.pruning import prunable
+from keras_compress.schedules import ConstantSparsity, PruningSchedule
+
+__all__ = ["PruningWrapper", "Structure", "parse_structure"]
+
+_N_M = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """A parsed `structure=` argument: "unstructured", "channel" or "N:M"."""
+
+    kind: str
+    n: int = 0
+    m: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}" if self.kind == "n:m" else self.kind
+
+    @property
+    def natural_sparsity(self) -> float | None:
+        """The sparsity this structure fixes (1 - N/M), or None when free."""
+        return 1.0 - self.n / self.m if self.kind == "n:m" else None
+
+
+def parse_structure(structure: Any) -> Structure:
+    """Parse `structure`; raises ValueError naming the argument when invalid."""
+    if isinstance(structure, Structure):
+        return structure
+    if isinstance(structure, str):
+        text = structure.strip().lower()
+        if text in ("unstructured", "magnitude"):
+            return Structure("unstructured")
+        if text in ("channel", "channels", "filter", "filters"):
+            return Structure("channel")
+        match = _N_M.match(text)
+        if match:
+            n, m = int(match.group(1)), int(match.group(2))
+            if not 0 < n < m:
+                raise ValueError(
+                    f"`structure`={structure!r}: an N:M pattern needs 0 < N < M "
+                    "(e.g. '2:4' keeps 2 of every 4 weights)."
+                )
+            return Structure("n:m", n, m)
+    raise ValueError(
+        f"`structure` must be 'unstructured', 'channel' or an N:M pattern such as "
+        f"'2:4'; received {structure!r}."
+    )
+
+
+_RANKINGS = ("layer", "global")
+
+
+def _check_ranking(ranking: Any, structure: Structure) -> str:
+    if ranking not in _RANKINGS:
+        raise ValueError(f"`ranking` must be one of {_RANKINGS}; received {ranking!r}.")
+    if ranking == "global" and structure.kind == "n:m":
+        raise ValueError(
+            "`ranking='global'` has no meaning for N:M pruning, which ranks inside "
+            "each group of M weights; use ranking='layer'."
+        )
+    return ranking
+
+
+def default_schedule(structure: Structure) -> PruningSchedule:
+    """ConstantSparsity at the structure's natural sparsity (N:M) or 0.5."""
+    natural = structure.natural_sparsity
+    return ConstantSparsity(0.5 if natural is None else natural, begin_step=0)
+
+
+def check_schedule(schedule: Any, structure: Structure) -> PruningSchedule:
+    if not isinstance(schedule, PruningSchedule):
+        raise ValueError(
+            "`schedule` must be a keras_compress pruning schedule such as "
+            f"ConstantSparsity or PolynomialDecay; received {schedule!r}."
+        )
+    natural = structure.natural_sparsity
+    if natural is not None and abs(schedule.target_sparsity - natural) > 1e-6:
+        raise ValueError(
+            f"`structure`='{structure}' fixes the sparsity at {natural:g}, but the "
+            f"`schedule` ends at {schedule.target_sparsity:g}. Use e.g. "
+            f"ConstantSparsity({natural:g}) or PolynomialDecay(0, {natural:g}, ...)."
+        )
+    return schedule
+
+
+@keras.saving.register_keras_serializable(package="keras_compress")
+class PruningWrapper(CompressionWrapper):
+    """Wraps a Dense/Conv-like layer and prunes its kernel with a schedule.
+
+    Use `keras_compress.prune` to wrap every layer of a model; use this class
+    directly to build models with pruned layers (e.g. inside a subclassed model).
+
+    Args:
+        layer: the layer to prune (Dense, ConvND, ConvNDTranspose,
+            DepthwiseConvND, SeparableConvND, or a layer defining
+            `get_prunable_weights()`).
+        schedule: a `PruningSchedule`; default `ConstantSparsity` at 0.5 (or at
+            1 - N/M for an N:M structure).
+        structure: "unstructured" (magnitude), "channel" (whole output
+            filters/units, bias included) or "N:M" such as "2:4" (along the input
+            axis).
+        ranking: "layer" (each layer reaches the schedule's sparsity) or "global"
+            (one magnitude ranking over all global-ranked layers; the
+            `PruningCallback` coordinates them).
+    """
+
+    def __init__(
+        self,
+        layer: keras.layers.Layer,
+        schedule: PruningSchedule | dict | None = None,
+        structure: str = "unstructured",
+        ranking: str = "layer",
+        **kwargs: Any,
+    ):
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                f"PruningWrapper wraps a keras.layers.Layer; received {layer!r}."
+            )
+        if isinstance(layer, CompressionWrapper):
+            raise ValueError(
+                f"Layer '{layer.name}' is already wrapped ({type(layer).__name__}); "
+                "apply keras_compress.prune to the plain layer."
+            )
+        if not prunable.is_prunable(layer):
+            raise ValueError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) has no prunable "
+                f"kernel. Supported layers: {', '.join(prunable.SUPPORTED_LAYERS)}, "
+                "or any layer defining get_prunable_weights()."
+            )
+        kwargs.setdefault("name", f"prune_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.structure = parse_structure(structure)
+        if isinstance(schedule, dict):
+            schedule = keras.saving.deserialize_keras_object(schedule)
+        if schedule is None:
+            schedule = default_schedule(self.structure)
+        self.schedule = check_schedule(schedule, self.structure)
+        self.ranking = _check_ranking(ranking, self.structure)
+        self._check_structure_fits_layer()
+        self._targets: list[tuple[str, keras.Variable, keras.Variable]] = []
+        self._bias_targets: list[tuple[keras.Variable, keras.Variable]] = []
+        self._layouts: list[prunable.PrunableWeight | None] = []
+
+    # ------------------------------------------------------------------ build
+    def _check_structure_fits_layer(self) -> None:
+        layouts = prunable.prunable_weights(self.layer)
+        kind = self.structure.kind
+        if kind == "unstructured":
+            return
+        if not layouts:
+            raise ValueError(
+                f"Layer '{self.layer.name}' ({type(self.layer).__name__}) only "
+                f"supports structure='unstructured'; received '{self.structure}'."
+            )
+        for layout in layouts:
+            if kind == "n:m" and layout.input_axis is None:
+                raise ValueError(
+                    f"Layer '{self.layer.name}' ({type(self.layer).__name__}) has no "
+                    f"input axis to group for N:M pruning (structure="
+                    f"'{self.structure}'). Skip it (prune(..., skip=['"
+                    f"{self.layer.name}'])) or prune it 'unstructured'."
+                )
+            if kind == "channel" and layout.output_axes is None:
+                raise ValueError(
+                    f"Layer '{self.layer.name}' cannot be channel-pruned."
+                )  # pragma: no cover - every built-in layout has output axes
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        layer = self.layer
+        self._targets, self._bias_targets, self._layouts = [], [], []
+        if hasattr(layer, "get_prunable_weights"):
+            pairs = [(None, v) for v in layer.get_prunable_weights()]
+        else:
+            pairs = [
+                (layout, prunable.variable(layer, layout.attr))
+                for layout in prunable.prunable_weights(layer)
+            ]
+        for layout, var in pairs:
+            if var is None:
+                continue
+            name = layout.attr if layout else var.name
+            if self.structure.kind == "n:m":
+                dim = var.shape[layout.input_axis]
+                if dim % self.structure.m:
+                    raise ValueError(
+                        f"Layer '{layer.name}': N:M pruning '{self.structure}' groups "
+                        f"{self.structure.m} consecutive input weights, but the input "
+                        f"dimension of its {name} {tuple(var.shape)} is {dim}, not a "
+                        f"multiple of {self.structure.m}. Skip this layer "
+                        f"(prune(..., skip=['{layer.name}'])) or choose another M."
+                    )
+            mask = self.add_weight(
+                name=f"{name}_mask",
+                shape=tuple(var.shape),
+                dtype=var.dtype,
+                initializer="ones",
+                trainable=False,
+            )
+            self._targets.append((name, var, mask))
+            self._layouts.append(layout)
+            if self.structure.kind == "channel" and layout.bias_attr:
+                bias = prunable.variable(layer, layout.bias_attr)
+                if bias is not None:
+                    bias_mask = self.add_weight(
+                        name=f"{layout.bias_attr}_mask",
+                        shape=tuple(bias.shape),
+                        dtype=bias.dtype,
+                        initializer="ones",
+                        trainable=False,
+                    )
+                    self._bias_targets.append((bias, bias_mask))
+        if not self._targets:
+            raise ValueError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) has no kernel to prune."
+            )
+        self.pruning_step = self.add_weight(
+            name="pruning_step",
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+        )
+
+    # ------------------------------------------------------------------- call
+    def call(self, inputs, *args, **kwargs):
+        mapping = [(var, keras.ops.multiply(var, mask)) for _, var, mask in self._targets]
+        mapping += [(b, keras.ops.multiply(b, m)) for b, m in self._bias_targets]
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+            outputs = self.layer(inputs, *args, **kwargs)
+        for loss in scope.losses:
+            self.add_loss(loss)
+        return outputs
+
+    # ------------------------------------------------------------------ masks
+    @property
+    def target_names(self) -> list[str]:
+        """Names of the pruned kernels, e.g. ['kernel']."""
+        return [name for name, _, _ in self._targets]
+
+    @property
+    def output_axes(self) -> list[tuple[int, ...]]:
+        return [layout.output_axes if layout else (-1,) for layout in self._layouts]
+
+    def effective_weights(self) -> list[np.ndarray]:
+        """The kernels as the layer sees them (`kernel * mask`), checked finite."""
+        result = []
+        for name, var, mask in self._targets:
+            value = np.asarray(keras.ops.convert_to_numpy(var)) * np.asarray(
+                keras.ops.convert_to_numpy(mask)
+            )
+            if not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"Layer '{self.layer.name}': its {name} holds NaN or Inf values, "
+                    "so no magnitude ranking is possible. Training has diverged: "
+                    "lower the learning rate or check the inputs."
+                )
+            result.append(value)
+        return result
+
+    def compute_masks(self, sparsity: float) -> list[np.ndarray]:
+        """Masks at `sparsity` by this layer's own ranking."""
+        weights = self.effective_weights()
+        kind = self.structure.kind
+        if kind == "n:m":
+            return [
+                masks_lib.n_of_m(w, self.structure.n, self.structure.m,
+                                 layout.input_axis, sparsity)
+                for w, layout in zip(weights, self._layouts)
+            ]
+        if kind == "channel":
+            return [
+                masks_lib.channel(w, sparsity, axes)
+                for w, axes in zip(weights, self.output_axes)
+            ]
+        return [masks_lib.magnitude(w, sparsity) for w in weights]
+
+    def assign_masks(self, new_masks: list[np.ndarray]) -> None:
+        """Install `new_masks` and zero the pruned latent weights too, so that a
+        saved checkpoint and the optimizer both see them as pruned."""
+        if len(new_masks) != len(self._targets):
+            raise ValueError(
+                f"Layer '{self.layer.name}' prunes {len(self._targets)} kernels; "
+                f"received {len(new_masks)} masks."
+            )
+        for (name, var, mask), new in zip(self._targets, new_masks):
+            new = np.asarray(new, dtype=mask.dtype)
+            if new.shape != tuple(mask.shape):
+                raise ValueError(
+                    f"Layer '{self.layer.name}': mask for {name} has shape "
+                    f"{new.shape}, expected {tuple(mask.shape)}."
+                )
+            mask.assign(new)
+            var.assign(keras.ops.convert_to_numpy(var) * new)
+        for (bias, bias_mask), new, axes in zip(
+            self._bias_targets, new_masks, self.output_axes
+        ):
+            other = tuple(a for a in range(new.ndim) if a not in {x % new.ndim for x in axes})
+            channel_keep = np.max(new, axis=other).reshape(-1).astype(bias_mask.dtype)
+            bias_mask.assign(channel_keep)
+            bias.assign(keras.ops.convert_to_numpy(bias) * channel_keep)
+
+    def update_masks(self, sparsity: float) -> None:
+        """Recompute and install the masks at `sparsity` (per-layer ranking)."""
+        self.assign_masks(self.compute_masks(sparsity))
+
+    # ------------------------------------------------------------------ strip
+    def stripped(self) -> keras.layers.Layer:
+        plain = model_walk.copy_layer(self.layer)
+        for (name, var, mask), layout in zip(self._targets, self._layouts):
+            attr = layout.attr if layout else name
+            target = prunable.variable(plain, attr) if layout else _same_path(plain, var)
+            target.assign(keras.ops.convert_to_numpy(var) * keras.ops.convert_to_numpy(mask))
+        for (bias, bias_mask), layout in zip(self._bias_targets, self._layouts):
+            target = prunable.variable(plain, layout.bias_attr)
+            target.assign(
+                keras.ops.convert_to_numpy(bias) * keras.ops.convert_to_numpy(bias_mask)
+            )
+        return plain
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            schedule=keras.saving.serialize_keras_object(self.schedule),
+            structure=str(self.structure),
+            ranking=self.ranking,
+        )
+        return config
+
+
+def _same_path(layer: keras.layers.Layer, var: keras.Variable) -> keras.Variable:
+    """The variable of `layer` in the position `var` holds in the original."""
+    suffix = var.path.split("/")[-1]
+    for candidate in layer.weights:
+        if candidate.path.split("/")[-1] == suffix:
+            return candidate
+    raise ValueError(f"Layer '{layer.name}' has no weight named {suffix!r}.")

@@ -1,0 +1,233 @@
+"""Step -> value schedules shared by every compression technique.
+
+A schedule is a small, pure, serializable object: calling it with a training step
+(an `int`, counted in optimizer steps) returns a Python `float`. Schedules hold no
+Keras state, so the same object can drive pruning sparsity today and distillation
+temperature tomorrow.
+
+Pruning schedules additionally say *when* masks are recomputed
+(`should_update(step)`), using TFMOT's argument names (`begin_step`, `end_step`,
+`frequency`, `initial_sparsity`, `final_sparsity`, `power`) so a TFMOT user migrates
+by changing imports.
+
+Example:
+
+```python
+import keras_compress as kc
+
+schedule = kc.PolynomialDecay(
+    initial_sparsity=0.0, final_sparsity=0.9, begin_step=0, end_step=1000,
+    frequency=100)
+schedule(0), schedule(500), schedule(1000)   # (0.0, 0.7875, 0.9)
+schedule.should_update(100)                  # True
+```
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+
+__all__ = ["Schedule", "PruningSchedule", "ConstantSparsity", "PolynomialDecay"]
+
+_PACKAGE = "keras_compress"
+
+
+class Schedule:
+    """Base class: a pure mapping from a training step to a float.
+
+    Subclasses implement `__call__(step)` and `get_config()`; `from_config` is
+    inherited. Every schedule is registered with Keras serialization so models
+    holding one save and load with `model.save("x.keras")`.
+    """
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Schedule":
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _check_sparsity(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"`{name}` must be a number in [0, 1); received {value!r}.")
+    value = float(value)
+    if not (0.0 <= value < 1.0) or math.isnan(value):
+        raise ValueError(
+            f"`{name}` must be in [0, 1) (a sparsity of 1 would remove every weight); "
+            f"received {value}."
+        )
+    return value
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; received {value}.")
+    return value
+
+
+class PruningSchedule(Schedule):
+    """A sparsity schedule with an update window and an update frequency.
+
+    Masks are recomputed at `begin_step`, then every `frequency` steps, and always
+    at `end_step` (so the final sparsity is reached even when
+    `end_step - begin_step` is not a multiple of `frequency`; TFMOT can stop short
+    of it). `end_step=-1` means "never stop updating".
+    """
+
+    def __init__(self, begin_step: int, end_step: int, frequency: int):
+        self.begin_step = _check_int("begin_step", begin_step, 0)
+        self.end_step = _check_int("end_step", end_step, -1)
+        self.frequency = _check_int("frequency", frequency, 1)
+        if self.end_step != -1 and self.end_step < self.begin_step:
+            raise ValueError(
+                f"`end_step` ({end_step}) must be >= `begin_step` ({begin_step}), "
+                "or -1 to keep updating until training stops."
+            )
+
+    @property
+    def target_sparsity(self) -> float:
+        """The sparsity this schedule ends at."""
+        raise NotImplementedError
+
+    def should_update(self, step: int) -> bool:
+        """Whether masks are recomputed before training step `step`."""
+        if step < self.begin_step:
+            return False
+        if self.end_step != -1 and step > self.end_step:
+            return False
+        return (step - self.begin_step) % self.frequency == 0 or step == self.end_step
+
+    def is_finished(self, step: int) -> bool:
+        """Whether the schedule has made its last update before step `step`."""
+        return self.end_step != -1 and step > self.end_step
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConstantSparsity(PruningSchedule):
+    """Prune to `target_sparsity` at `begin_step` and keep that sparsity.
+
+    Args:
+        target_sparsity: fraction of weights set to zero, in [0, 1).
+        begin_step: first step at which masks are computed.
+        end_step: last step at which masks are recomputed (-1: until the end).
+        frequency: masks are recomputed every `frequency` steps in between.
+
+    Example:
+
+    ```python
+    schedule = ConstantSparsity(0.5, begin_step=0, frequency=100)
+    schedule(123)   # 0.5
+    ```
+    """
+
+    def __init__(
+        self,
+        target_sparsity: float,
+        begin_step: int = 0,
+        end_step: int = -1,
+        frequency: int = 100,
+    ):
+        super().__init__(begin_step, end_step, frequency)
+        self._target = _check_sparsity("target_sparsity", target_sparsity)
+
+    @property
+    def target_sparsity(self) -> float:
+        return self._target
+
+    def __call__(self, step: int) -> float:
+        return self._target
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "target_sparsity": self._target,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolynomialDecay(PruningSchedule):
+    """Gradual pruning of Zhu & Gupta (2017): sparsity rises polynomially.
+
+    `s(t) = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0)) ** power`, clipped to
+    the window `[begin_step, end_step]`. With the default `power=3` most weights
+    are removed early, while the network can still recover, and the last ones
+    slowly.
+
+    Args:
+        initial_sparsity: sparsity at `begin_step`, in [0, 1).
+        final_sparsity: sparsity reached at `end_step`, in [0, 1).
+        begin_step: first step at which masks are computed.
+        end_step: step at which `final_sparsity` is reached (> `begin_step`).
+        power: exponent of the decay (3 is the paper's cubic schedule).
+        frequency: masks are recomputed every `frequency` steps.
+
+    Example:
+
+    ```python
+    schedule = PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1000)
+    round(schedule(500), 4)   # 0.7875
+    ```
+    """
+
+    def __init__(
+        self,
+        initial_sparsity: float,
+        final_sparsity: float,
+        begin_step: int,
+        end_step: int,
+        power: float = 3.0,
+        frequency: int = 100,
+    ):
+        super().__init__(begin_step, end_step, frequency)
+        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
+        self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
+        if self.end_step == -1 or self.end_step <= self.begin_step:
+            raise ValueError(
+                f"PolynomialDecay needs `end_step` > `begin_step`; received "
+                f"begin_step={begin_step}, end_step={end_step}."
+            )
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or power <= 0:
+            raise ValueError(f"`power` must be a positive number; received {power!r}.")
+        self.power = float(power)
+
+    @property
+    def target_sparsity(self) -> float:
+        return self.final_sparsity
+
+    def __call__(self, step: int) -> float:
+        progress = (step - self.begin_step) / (self.end_step - self.begin_step)
+        progress = min(1.0, max(0.0, progress))
+        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (
+            1.0 - progress
+        ) ** self.power
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+            "frequency": self.frequency,
+        }

@@ -1,0 +1,45 @@
+"""`strip(model)`: remove every keras-compress wrapper, baking its effect in.
+
+The result is a plain Keras model (same layer names and types as before
+wrapping) whose kernels hold the pruned zeros, ready for `model.save`,
+`tflite_export.convert` or any other tool. Stripping an already plain model
+returns a weight-equal copy, so `strip` is idempotent.
+
+Example:
+
+```python
+import keras
+import keras_compress as kc
+
+model = kc.prune(keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]))
+plain = kc.strip(model)
+[type(layer).__name__ for layer in plain.layers]   # ['Dense']
+```
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_compress import model_walk
+from keras_compress._wrapper_base import CompressionWrapper
+
+__all__ = ["strip"]
+
+
+def strip(model: keras.layers.Layer) -> keras.layers.Layer:
+    """Return a plain copy of `model` (or of a single wrapped layer) with all
+    training wrappers removed and their masks baked into the weights.
+
+    Raises:
+        ValueError: for a subclassed model, whose graph cannot be rebuilt; strip
+            its wrapped layers one by one with `strip(layer)` instead.
+    """
+    if isinstance(model, CompressionWrapper):
+        return model.stripped()
+    if not model_walk.is_model(model):
+        return model_walk.copy_layer(model)
+    return model_walk.rebuild(
+        model,
+        lambda layer: layer.stripped() if isinstance(layer, CompressionWrapper) else None,
+    )
