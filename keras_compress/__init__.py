@@ -22,7 +22,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
-from keras_compress import datasets, schedules  # noqa: E402
+from keras_compress import datasets, models, schedules  # noqa: E402
 from keras_compress.pruning import (  # noqa: E402
     LayerSparsity,
     PruningCallback,
@@ -56,6 +56,7 @@ __all__ = [
     "UpdatePruningStep",
     "__version__",
     "datasets",
+    "models",
     "prune",
     "prune_low_magnitude",
     "schedules",

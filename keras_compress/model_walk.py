@@ -105,7 +105,18 @@ def rebuild(model: keras.Model, replace: Replace) -> keras.Model:
         new = replace(layer)
         return copy_layer(layer) if new is None else new
 
-    return keras.models.clone_model(model, clone_function=clone, recursive=True)
+    input_tensors = None
+    if not isinstance(model, keras.Sequential) and model.built:
+        # Keep the input names: they become the TFLite signature's input names.
+        input_tensors = keras.tree.map_structure(
+            lambda t: keras.Input(
+                batch_shape=t.shape, dtype=t.dtype, name=t._keras_history[0].name
+            ),
+            model.input,
+        )
+    return keras.models.clone_model(
+        model, input_tensors=input_tensors, clone_function=clone, recursive=True
+    )
 
 
 def _subclassed_error(model: keras.Model) -> ValueError:

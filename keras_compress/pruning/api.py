@@ -288,7 +288,7 @@ def sparsity(model: keras.layers.Layer) -> SparsityReport:
             layouts = prunable.prunable_weights(layer)
             pairs = [(lay, prunable.variable(layer, lay.attr)) for lay in layouts]
             pairs = [(lay, v) for lay, v in pairs if v is not None]
-            weights = [keras.ops.convert_to_numpy(v) for _, v in pairs]
+            weights = [v.numpy() for _, v in pairs]
             inner, axes, structure = layer, [lay.output_axes for lay, _ in pairs], "-"
         else:
             continue

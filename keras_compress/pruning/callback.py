@@ -1,9 +1,10 @@
 """`PruningCallback`: advances pruning schedules inside `model.fit`.
 
-Before each training step it asks every pruned layer's schedule whether masks
-are due and recomputes them; after each step it records the step in the layers'
-`pruning_step` variables, so a checkpoint taken at any point (ModelCheckpoint,
-BackupAndRestore, `model.save`) resumes at the same place. At each epoch end it
+Before each training step it reads the step reached (each `PruningWrapper`
+counts its training steps in its saved `pruning_step` variable), asks the
+schedule whether masks are due, and recomputes them. Because the step lives in
+the model, a checkpoint taken at any point (ModelCheckpoint, BackupAndRestore,
+`model.save`) resumes at the same place, and so does a second `fit` call. At each epoch end it
 adds `sparsity` (over all pruned kernels) and `sparsity/<layer>` to the Keras
 logs, and to TensorBoard when `log_dir` is given.
 
@@ -66,12 +67,21 @@ class PruningCallback(keras.callbacks.Callback):
 
     def __init__(self, log_dir: str | None = None, per_layer_logs: bool = True):
         super().__init__()
+        if log_dir is not None:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ImportError(
+                    "PruningCallback(log_dir=...) writes TensorBoard summaries, which "
+                    "needs the `tensorboard` package: pip install tensorboard "
+                    "(or keras-compress[tensorboard])."
+                ) from None
         self.log_dir = log_dir
         self.per_layer_logs = per_layer_logs
         self._wrappers: list[PruningWrapper] = []
         self._writer = None
-        self._step = 0
-        self._last_checked = -1
+        self._groups: list[list[PruningWrapper]] = []
+        self._last_checked: dict[int, int] = {}
 
     # -------------------------------------------------------------- lifecycle
     def on_train_begin(self, logs=None):
@@ -81,31 +91,27 @@ class PruningCallback(keras.callbacks.Callback):
                 f"PruningCallback: model '{self.model.name}' has no pruned layer. "
                 "Wrap it first with `keras_compress.prune(model, ...)`."
             )
-        steps = {int(keras.ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers}
-        self._step = max(steps)
-        self._last_checked = self._step - 1
-        self._iterations0 = self._optimizer_iterations()
-        self._step0 = self._step
         self._groups = self._global_groups()
+        self._last_checked = {id(g[0]): _step(g[0]) - 1 for g in self._groups}
         if self.log_dir and self._writer is None:
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = self._step
-        for group in self._due(step):
-            self._update(group, step)
-        self._last_checked = step
-
-    def on_train_batch_end(self, batch, logs=None):
-        iterations = self._optimizer_iterations()
-        if iterations is None:
-            self._step += 1
-        else:
-            self._step = self._step0 + iterations - self._iterations0
-        for wrapper in self._wrappers:
-            wrapper.pruning_step.assign(self._step)
+        for group in self._groups:
+            head = group[0]
+            if not all(w.built for w in group):
+                # Subclassed models build on the first traced step: their masks
+                # start one step late, at the first batch after building.
+                continue
+            step = _step(head)
+            last = self._last_checked[id(head)]
+            # With steps_per_execution > 1 the callback only sees every k-th
+            # step: update if the schedule wanted an update at any step since.
+            if any(head.schedule.should_update(s) for s in range(last + 1, step + 1)):
+                self._update(group, step)
+            self._last_checked[id(head)] = step
 
     def on_epoch_end(self, epoch, logs=None):
         report = self._sparsities()
@@ -118,13 +124,14 @@ class PruningCallback(keras.callbacks.Callback):
         if self._writer is not None:
             import tensorflow as tf
 
-            with self._writer.as_default(step=self._step):
+            step = max(_step(w) for w in self._wrappers)
+            with self._writer.as_default(step=step):
                 tf.summary.scalar("sparsity/overall", overall)
                 for name, value in report.items():
                     tf.summary.scalar(f"sparsity/{name}", value)
                 for wrapper in self._wrappers:
                     tf.summary.scalar(
-                        f"schedule/{wrapper.layer.name}", wrapper.schedule(self._step)
+                        f"schedule/{wrapper.layer.name}", wrapper.schedule(step)
                     )
             self._writer.flush()
 
@@ -132,11 +139,11 @@ class PruningCallback(keras.callbacks.Callback):
         unfinished = [
             w.layer.name
             for w in self._wrappers
-            if w.schedule.end_step != -1 and not w.schedule.is_finished(self._step)
+            if w.schedule.end_step != -1 and not w.schedule.is_finished(_step(w))
         ]
         if unfinished:
             warnings.warn(
-                f"PruningCallback: training stopped at step {self._step}, before the "
+                f"PruningCallback: training stopped at step {_step(self._wrappers[0])}, before the "
                 f"pruning schedule ended for {unfinished} (end_step="
                 f"{self._wrappers[0].schedule.end_step}); their final sparsity was "
                 "not reached. Train longer or lower end_step.",
@@ -144,12 +151,6 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     # -------------------------------------------------------------- internals
-    def _optimizer_iterations(self) -> int | None:
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is None or not hasattr(optimizer, "iterations"):
-            return None
-        return int(keras.ops.convert_to_numpy(optimizer.iterations))
-
     def _global_groups(self) -> list[list[PruningWrapper]]:
         """Layer-ranked wrappers alone; global-ranked ones grouped by schedule
         and structure (they share one ranking)."""
@@ -161,17 +162,6 @@ class PruningCallback(keras.callbacks.Callback):
             else:
                 groups.append([wrapper])
         return groups + list(shared.values())
-
-    def _due(self, step: int) -> list[list[PruningWrapper]]:
-        """Groups whose schedule wanted an update at a step in
-        (last_checked, step]: with `steps_per_execution` > 1 the callback only
-        sees every k-th step, and must not miss an update."""
-        due = []
-        for group in self._groups:
-            schedule = group[0].schedule
-            if any(schedule.should_update(s) for s in range(self._last_checked + 1, step + 1)):
-                due.append(group)
-        return due
 
     def _update(self, group: list[PruningWrapper], step: int) -> None:
         sparsity = group[0].schedule(step)
@@ -200,11 +190,17 @@ class PruningCallback(keras.callbacks.Callback):
         return {"log_dir": self.log_dir, "per_layer_logs": self.per_layer_logs}
 
 
+def _step(wrapper: PruningWrapper) -> int:
+    if not wrapper.built:
+        return 0
+    return int(wrapper.pruning_step.numpy())
+
+
 def _overall(wrappers: list[PruningWrapper]) -> float:
     zeros = total = 0
     for wrapper in wrappers:
         for _, _, mask in wrapper._targets:
-            m = keras.ops.convert_to_numpy(mask)
+            m = mask.numpy()
             zeros += int(np.count_nonzero(m == 0))
             total += m.size
     return zeros / total if total else 0.0

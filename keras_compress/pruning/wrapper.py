@@ -8,7 +8,8 @@ masks into a plain copy of the layer.
 
 State (all saved with `model.save("x.keras")`): one non-trainable mask per
 pruned kernel, a bias mask when whole channels are pruned, and `pruning_step`,
-the training step the schedule has reached.
+the number of training forward passes so far (incremented inside the training
+step, so it always agrees with the optimizer state in a checkpoint).
 
 Example:
 
@@ -262,11 +263,15 @@ class PruningWrapper(CompressionWrapper):
         )
 
     # ------------------------------------------------------------------- call
-    def call(self, inputs, *args, **kwargs):
+    def call(self, inputs, training=None, **kwargs):
+        if training:
+            # Counted in the training step itself, so the step saved in any
+            # checkpoint always matches the optimizer state saved with it.
+            self.pruning_step.assign_add(1)
         mapping = [(var, keras.ops.multiply(var, mask)) for _, var, mask in self._targets]
         mapping += [(b, keras.ops.multiply(b, m)) for b, m in self._bias_targets]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-            outputs = self.layer(inputs, *args, **kwargs)
+            outputs = self.layer(inputs, training=training, **kwargs)
         for loss in scope.losses:
             self.add_loss(loss)
         return outputs
@@ -285,8 +290,8 @@ class PruningWrapper(CompressionWrapper):
         """The kernels as the layer sees them (`kernel * mask`), checked finite."""
         result = []
         for name, var, mask in self._targets:
-            value = np.asarray(keras.ops.convert_to_numpy(var)) * np.asarray(
-                keras.ops.convert_to_numpy(mask)
+            value = np.asarray(var.numpy()) * np.asarray(
+                mask.numpy()
             )
             if not np.all(np.isfinite(value)):
                 raise ValueError(
@@ -330,14 +335,14 @@ class PruningWrapper(CompressionWrapper):
                     f"{new.shape}, expected {tuple(mask.shape)}."
                 )
             mask.assign(new)
-            var.assign(keras.ops.convert_to_numpy(var) * new)
+            var.assign(var.numpy() * new)
         for (bias, bias_mask), new, axes in zip(
             self._bias_targets, new_masks, self.output_axes
         ):
             other = tuple(a for a in range(new.ndim) if a not in {x % new.ndim for x in axes})
             channel_keep = np.max(new, axis=other).reshape(-1).astype(bias_mask.dtype)
             bias_mask.assign(channel_keep)
-            bias.assign(keras.ops.convert_to_numpy(bias) * channel_keep)
+            bias.assign(bias.numpy() * channel_keep)
 
     def update_masks(self, sparsity: float) -> None:
         """Recompute and install the masks at `sparsity` (per-layer ranking)."""
@@ -349,11 +354,11 @@ class PruningWrapper(CompressionWrapper):
         for (name, var, mask), layout in zip(self._targets, self._layouts):
             attr = layout.attr if layout else name
             target = prunable.variable(plain, attr) if layout else _same_path(plain, var)
-            target.assign(keras.ops.convert_to_numpy(var) * keras.ops.convert_to_numpy(mask))
+            target.assign(var.numpy() * mask.numpy())
         for (bias, bias_mask), layout in zip(self._bias_targets, self._layouts):
             target = prunable.variable(plain, layout.bias_attr)
             target.assign(
-                keras.ops.convert_to_numpy(bias) * keras.ops.convert_to_numpy(bias_mask)
+                bias.numpy() * bias_mask.numpy()
             )
         return plain
 
