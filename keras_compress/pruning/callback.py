@@ -81,6 +81,9 @@ class PruningCallback(keras.callbacks.Callback):
         self._wrappers: list[PruningWrapper] = []
         self._writer = None
         self._groups: list[list[PruningWrapper]] = []
+        self._steps: dict[int, int | None] = {}
+        self._advance = 0
+        self._warned = False
         self._last_checked: dict[int, int] = {}
 
     # -------------------------------------------------------------- lifecycle
@@ -92,20 +95,39 @@ class PruningCallback(keras.callbacks.Callback):
                 "Wrap it first with `keras_compress.prune(model, ...)`."
             )
         self._groups = self._global_groups()
-        self._last_checked = {id(g[0]): _step(g[0]) - 1 for g in self._groups}
+        self._steps = self._read_steps()
+        self._last_checked = {
+            key: -1 if step is None else step - 1 for key, step in self._steps.items()
+        }
         if self.log_dir and self._writer is None:
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps = self._read_steps()
+        self._advance = 0
+
     def on_train_batch_begin(self, batch, logs=None):
+        # Mirror the in-graph step counter instead of reading it: a read would
+        # wait for the previous step. No on_train_batch_end hook either, which
+        # keeps Keras' asynchronous batch-end dispatch on.
+        advance, self._advance = self._advance, int(
+            getattr(self.model, "steps_per_execution", 1) or 1
+        )
+        for key, step in self._steps.items():
+            if step is not None:
+                self._steps[key] = step + advance
         for group in self._groups:
             head = group[0]
             if not all(w.built for w in group):
                 # Subclassed models build on the first traced step: their masks
                 # start one step late, at the first batch after building.
+                self._steps[id(head)] = None
                 continue
-            step = _step(head)
+            if self._steps[id(head)] is None:
+                self._steps[id(head)] = _step(head)
+            step = self._steps[id(head)]
             last = self._last_checked[id(head)]
             # With steps_per_execution > 1 the callback only sees every k-th
             # step: update if the schedule wanted an update at any step since.
@@ -141,7 +163,8 @@ class PruningCallback(keras.callbacks.Callback):
             for w in self._wrappers
             if w.schedule.end_step != -1 and not w.schedule.is_finished(_step(w))
         ]
-        if unfinished:
+        if unfinished and not self._warned:
+            self._warned = True
             warnings.warn(
                 f"PruningCallback: training stopped at step {_step(self._wrappers[0])}, before the "
                 f"pruning schedule ended for {unfinished} (end_step="
@@ -151,6 +174,13 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     # -------------------------------------------------------------- internals
+    def _read_steps(self) -> dict[int, int | None]:
+        """The authoritative step of each group, read from the model (None
+        while a group is not built yet)."""
+        return {
+            id(g[0]): (_step(g[0]) if all(w.built for w in g) else None) for g in self._groups
+        }
+
     def _global_groups(self) -> list[list[PruningWrapper]]:
         """Layer-ranked wrappers alone; global-ranked ones grouped by schedule
         and structure (they share one ranking)."""

@@ -41,15 +41,17 @@ def _n_keep(n: int, sparsity: float) -> int:
 
 
 def _keep_largest(scores: np.ndarray, n_keep: int) -> np.ndarray:
-    """Boolean vector marking the `n_keep` largest scores (stable for ties)."""
+    """Boolean vector marking the `n_keep` largest scores; among equal scores
+    the earlier positions win. O(n): a partition, not a sort."""
     flat = scores.reshape(-1)
-    keep = np.zeros(flat.shape, dtype=bool)
     if n_keep >= flat.size:
-        keep[:] = True
-        return keep
-    # Stable descending order: equal scores keep their earlier positions first.
-    order = np.argsort(-flat, kind="stable")
-    keep[order[:n_keep]] = True
+        return np.ones(flat.shape, dtype=bool)
+    if n_keep <= 0:
+        return np.zeros(flat.shape, dtype=bool)
+    threshold = np.partition(flat, flat.size - n_keep)[flat.size - n_keep]
+    keep = flat > threshold
+    ties = np.flatnonzero(flat == threshold)[: n_keep - int(np.count_nonzero(keep))]
+    keep[ties] = True
     return keep
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: reproducible measurements written to docs/benchmarks.md and .json."""

@@ -1,0 +1,45 @@
+"""Writing benchmark results: one Markdown section and one JSON key per benchmark.
+
+Each benchmark owns a section of `docs/benchmarks.md` (between HTML comment
+markers) and a key of `docs/benchmarks.json`, so benchmarks can be rerun one at
+a time without clobbering each other. Both files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+_TITLE = "# Benchmarks\n\nEvery table here is written by a script in `benchmarks/`; rerun it to refresh.\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def update(key: str, markdown: str, data: dict, docs: Path = DOCS) -> None:
+    """Replace benchmark `key`'s Markdown section and JSON entry."""
+    md_path, json_path = docs / "benchmarks.md", docs / "benchmarks.json"
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    text = md_path.read_text() if md_path.exists() else _TITLE
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    write_atomic(md_path, text)
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+    results[key] = data
+    write_atomic(json_path, json.dumps(results, indent=2, sort_keys=True) + "\n")

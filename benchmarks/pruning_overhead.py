@@ -1,0 +1,160 @@
+"""Pruning overhead per training step, Keras 3 (keras-compress) vs TFMOT (tf_keras).
+
+For LeNet-300-100 and LeNet-5 on the MNIST split (first 8,000 test images),
+each framework times plain `fit` and pruning `fit` (PolynomialDecay 0 -> 0.9
+over the run, masks updated every 100 steps) in alternating epochs, and
+reports median seconds per step and their ratio. Ratios, not absolute times,
+are compared: both are measured in the same run on the same machine. TFMOT runs
+in a subprocess because importing it switches the process to tf_keras.
+
+    python -m benchmarks.pruning_overhead            # writes docs/benchmarks.{md,json}
+    python -m benchmarks.pruning_overhead --rounds=3 --skip_tfmot
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+                    "Folder holding mnist/ (see keras_compress.datasets).")
+flags.DEFINE_integer("rounds", 5, "Timed epochs per configuration (after one warm-up epoch).")
+flags.DEFINE_integer("batch_size", 128, "Training batch size.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to measure.")
+flags.DEFINE_bool("skip_tfmot", False, "Do not run the TFMOT peer.")
+flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
+
+GOAL = 1.2
+TFMOT_REFERENCE = 1.7  # measured earlier on this kind of machine (DESIGN.md)
+
+
+def measure_keras_compress(config: dict) -> dict:
+    import keras
+    import numpy as np
+
+    import keras_compress as kc
+    from benchmarks._timing import interleaved_step_times, step_time_callback
+
+    keras.utils.set_random_seed(config["seed"])
+    (x, y), _ = kc.datasets.mnist(config["data_dir"], normalize=True)
+    StepTimer = step_time_callback(keras.callbacks.Callback)
+    results = {}
+    for name in config["models"]:
+        build = getattr(kc.models, name)
+        xs = x[..., None] if name == "lenet5" else x
+        steps = -(-len(xs) // config["batch_size"]) * (config["rounds"] + 1)
+        schedule = kc.PolynomialDecay(0.0, 0.9, 0, steps, frequency=100)
+
+        def compiled(model):
+            model.compile(
+                keras.optimizers.Adam(1e-3),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+            return model
+
+        plain = compiled(build())
+        pruned = compiled(kc.prune(build(), schedule=schedule))
+        callback = kc.PruningCallback()
+
+        def epoch(model, extra):
+            timer = StepTimer()
+            model.fit(xs, y, batch_size=config["batch_size"], epochs=1, verbose=0,
+                      callbacks=[timer, *extra])
+            return timer.per_step[0]
+
+        times = interleaved_step_times(
+            {"plain": lambda: epoch(plain, []), "pruned": lambda: epoch(pruned, [callback])},
+            config["rounds"],
+        )
+        zeros = kc.sparsity(kc.strip(pruned)).overall
+        results[name] = {**times, "ratio": times["pruned"] / times["plain"], "sparsity": zeros}
+        print(f"keras-compress {name}: plain {times['plain'] * 1e3:.2f} ms/step, pruned "
+              f"{times['pruned'] * 1e3:.2f} ms/step, ratio {results[name]['ratio']:.2f}",
+              flush=True)
+    return {"keras": keras.__version__, "results": results}
+
+
+def measure_tfmot(config: dict) -> dict | None:
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks._tfmot_pruning_peer", json.dumps(config)],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        print(f"TFMOT peer failed (install with `pip install -e .[bench]`):\n{tail}", flush=True)
+        return None
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, r in result["results"].items():
+        print(f"TFMOT {name}: plain {r['plain'] * 1e3:.2f} ms/step, pruned "
+              f"{r['pruned'] * 1e3:.2f} ms/step, ratio {r['ratio']:.2f}", flush=True)
+    return result
+
+
+def render(ours: dict, tfmot: dict | None, config: dict) -> str:
+    import tensorflow as tf
+
+    lines = [
+        "## Pruning overhead per training step",
+        "",
+        f"Median seconds per step over {config['rounds']} alternating epochs (after a warm-up "
+        f"epoch), batch {config['batch_size']}, MNIST 8,000 training images, PolynomialDecay "
+        "0 -> 0.9 with masks updated every 100 steps. *Ratio* = pruning fit / plain fit of the "
+        f"same framework, measured in the same run. Goal: <= {GOAL}x.",
+        "",
+        "| model | keras-compress plain ms/step | pruned ms/step | **ratio** | TFMOT plain ms/step "
+        "| pruned ms/step | **TFMOT ratio** | final sparsity (ours / TFMOT) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, r in ours["results"].items():
+        t = (tfmot or {}).get("results", {}).get(name)
+        peer = (f"{t['plain'] * 1e3:.2f} | {t['pruned'] * 1e3:.2f} | **{t['ratio']:.2f}x**"
+                if t else "not run | | ")
+        lines.append(
+            f"| {name} | {r['plain'] * 1e3:.2f} | {r['pruned'] * 1e3:.2f} | **{r['ratio']:.2f}x** "
+            f"| {peer} | {r['sparsity']:.3f} / {t['sparsity']:.3f} |" if t else
+            f"| {name} | {r['plain'] * 1e3:.2f} | {r['pruned'] * 1e3:.2f} | **{r['ratio']:.2f}x** "
+            f"| {peer} | {r['sparsity']:.3f} / - |"
+        )
+    lines += [
+        "",
+        f"Reference: TFMOT on tf_keras was measured at {TFMOT_REFERENCE}x on LeNet-300-100 on a "
+        "2-core machine before this benchmark existed.",
+        "",
+        f"Environment: Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"Keras {ours['keras']}"
+        + (f", TFMOT {tfmot['tfmot']} with tf_keras {tfmot['tf_keras']}" if tfmot else "")
+        + f", {os.cpu_count()} CPU cores. Reproduce: `python -m benchmarks.pruning_overhead`.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    config = {"data_dir": FLAGS.data_dir, "rounds": FLAGS.rounds, "batch_size": FLAGS.batch_size,
+              "seed": FLAGS.seed, "models": FLAGS.models}
+    ours = measure_keras_compress(config)
+    tfmot = None if FLAGS.skip_tfmot else measure_tfmot(config)
+    from benchmarks import _report
+
+    markdown = render(ours, tfmot, config)
+    docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
+    _report.update("pruning_overhead", markdown,
+                   {"config": config, "keras_compress": ours, "tfmot": tfmot}, docs=docs)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    app.run(main)
