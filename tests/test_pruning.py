@@ -371,3 +371,39 @@ def test_no_warning_noise_on_a_normal_run(digits_split):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         _fit(model, digits_split, 1, [kc.PruningCallback()])
+
+
+# ------------------------------------------------------------ converter ready
+def test_stripped_model_converts_and_keeps_its_zeros_in_litert(mnist_split, tmp_path):
+    """`strip` leaves a plain model the stock TFLite converter takes; the
+    flatbuffer holds the same zeros and LiteRT computes the same outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    (x, y), (xt, _) = mnist_split
+    model = compile_classifier(
+        kc.prune(kc.models.lenet_300_100(), schedule=kc.ConstantSparsity(0.8, 0)))
+    model.fit(x[:2048], y[:2048], batch_size=128, epochs=1, verbose=0,
+              callbacks=[kc.PruningCallback()])
+    plain = kc.strip(model)
+    plain.export(str(tmp_path / "saved"), format="tf_saved_model", verbose=False)
+    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved")).convert()
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    zero_counts = sorted(
+        int(np.count_nonzero(interpreter.get_tensor(d["index"]) == 0))
+        for d in interpreter.get_tensor_details()
+        if len(d["shape"]) == 2 and d["shape"][0] in (300, 100, 10) and d["shape"][1] in (784, 300, 100)
+    )
+    expected = sorted(r.zeros for r in kc.sparsity(plain))
+    assert zero_counts == expected
+
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for image in xt[:20]:
+        interpreter.resize_tensor_input(inp["index"], (1, 28, 28))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        np.testing.assert_allclose(
+            interpreter.get_tensor(out["index"])[0], plain(image[None]).numpy()[0],
+            rtol=1e-4, atol=1e-4)

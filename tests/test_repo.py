@@ -1,0 +1,47 @@
+"""Repository invariants: CI runs the README's test command; BUILD names every file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _readme_test_command() -> str:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("Run the tests"):]
+    block = re.search(r"```bash\n(.+?)\n```", section, re.S)
+    assert block, "README.md has no ```bash block after 'Run the tests'"
+    lines = [l for l in block.group(1).splitlines() if l.strip() and not l.startswith("#")]
+    assert len(lines) == 1, lines
+    return lines[0].strip()
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    command = _readme_test_command()
+    assert "pytest" in command
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    commands = [l.strip() for l in ci if l.strip() and not l.strip().startswith("#")]
+    assert commands[-1] == command, (commands[-1], command)
+    assert any("pip install" in l and ".[dev]" in l for l in commands)
+
+
+def test_build_names_every_module_and_test():
+    build = (REPO / "BUILD").read_text()
+    files = sorted(
+        str(p.relative_to(REPO))
+        for folder in ("keras_compress", "tflite_export", "benchmarks", "tests")
+        for p in (REPO / folder).rglob("*.py")
+    )
+    missing = [f for f in files if f'"{f}"' not in build]
+    assert not missing, f"BUILD does not name: {missing}"
+    named = re.findall(r'"((?:keras_compress|tflite_export|benchmarks|tests)/[^"]+\.py)"', build)
+    stale = [f for f in named if not (REPO / f).is_file()]
+    assert not stale, f"BUILD names files that do not exist: {stale}"
+
+
+def test_tflite_export_never_imports_keras_compress():
+    for path in (REPO / "tflite_export").rglob("*.py"):
+        assert "import keras_compress" not in path.read_text(), path
+        assert "from keras_compress" not in path.read_text(), path
