@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
         build = getattr(models, name)
         xs = x[..., None] if name == "lenet5" else x
         steps = -(-len(xs) // config["batch_size"]) * (config["rounds"] + 1)
-        schedule = sparsity.PolynomialDecay(0.0, 0.9, 0, steps, frequency=100)
+        schedule = sparsity.PolynomialDecay(0.0, 0.9, 0, steps - 1, frequency=100)
 
         def compiled(model):
             model.compile(
