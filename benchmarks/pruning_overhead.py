@@ -26,14 +26,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
-                    "Folder holding mnist/ (see keras_compress.datasets).")
-flags.DEFINE_integer("rounds", 5, "Timed epochs per configuration (after one warm-up epoch).")
-flags.DEFINE_integer("batch_size", 128, "Training batch size.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to measure.")
-flags.DEFINE_bool("skip_tfmot", False, "Do not run the TFMOT peer.")
-flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
+
+
+def _define_flags() -> None:
+    """Flags are defined only when run as a program, so importing this module
+    (tests, notebooks) never clashes with another program's flags."""
+    flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+                        "Folder holding mnist/ (see keras_compress.datasets).")
+    flags.DEFINE_integer("rounds", 5, "Timed epochs per configuration (after one warm-up epoch).")
+    flags.DEFINE_integer("batch_size", 128, "Training batch size.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to measure.")
+    flags.DEFINE_bool("skip_tfmot", False, "Do not run the TFMOT peer.")
+    flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
 
 GOAL = 1.2
 TFMOT_REFERENCE = 1.7  # measured earlier on this kind of machine (DESIGN.md)
@@ -172,4 +177,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

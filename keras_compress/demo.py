@@ -21,13 +21,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "digits", ["digits", "mnist", "cifar10"], "Training data.")
-flags.DEFINE_string("data_dir", None, "Folder with mnist/ or cifar10/ (see keras_compress.datasets).")
-flags.DEFINE_string("out", "keras_compress_demo", "Output folder for the report and models.")
-flags.DEFINE_integer("epochs", 20, "Training epochs (dense and pruned runs alike).")
-flags.DEFINE_float("sparsity", 0.8, "Final sparsity, in [0, 1).")
-flags.DEFINE_string("structure", "unstructured", "'unstructured', 'channel' or an N:M pattern.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def _define_flags() -> None:
+    """Flags are defined only when run as a program, so importing this module
+    (tests, notebooks) never clashes with another program's flags."""
+    flags.DEFINE_enum("dataset", "digits", ["digits", "mnist", "cifar10"], "Training data.")
+    flags.DEFINE_string("data_dir", None, "Folder with mnist/ or cifar10/ (see keras_compress.datasets).")
+    flags.DEFINE_string("out", "keras_compress_demo", "Output folder for the report and models.")
+    flags.DEFINE_integer("epochs", 20, "Training epochs (dense and pruned runs alike).")
+    flags.DEFINE_float("sparsity", 0.8, "Final sparsity, in [0, 1).")
+    flags.DEFINE_string("structure", "unstructured", "'unstructured', 'channel' or an N:M pattern.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def _model(input_shape, num_classes):
@@ -134,6 +139,7 @@ def main(argv):
 
 def console_main():
     """Entry point of the `keras-compress-demo` console script."""
+    _define_flags()
     app.run(main)
 
 
