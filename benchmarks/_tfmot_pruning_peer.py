@@ -18,47 +18,24 @@ def main(argv: list[str]) -> None:
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    from benchmarks._timing import interleaved_step_times, step_time_callback
-    from keras_compress import datasets, models
+    from benchmarks._timing import measure_pruning_overhead
+    from keras_compress import datasets
 
     tf_keras.utils.set_random_seed(config["seed"])
     (x, y), _ = datasets.mnist(config["data_dir"], normalize=True)
-    StepTimer = step_time_callback(tf_keras.callbacks.Callback)
     sparsity = tfmot.sparsity.keras
-    results = {}
-    for name in config["models"]:
-        build = getattr(models, name)
-        xs = x[..., None] if name == "lenet5" else x
-        steps = -(-len(xs) // config["batch_size"]) * (config["rounds"] + 1)
-        schedule = sparsity.PolynomialDecay(0.0, 0.9, 0, steps - 1, frequency=100)
 
-        def compiled(model):
-            model.compile(
-                tf_keras.optimizers.Adam(1e-3),
-                tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
-            )
-            return model
+    def final_sparsity(model):
+        kernels = [w for w in sparsity.strip_pruning(model).get_weights() if w.ndim > 1]
+        return sum(int(np.count_nonzero(k == 0)) for k in kernels) / sum(k.size for k in kernels)
 
-        plain = compiled(build(keras_module=tf_keras))
-        pruned = compiled(sparsity.prune_low_magnitude(build(keras_module=tf_keras),
-                                                       pruning_schedule=schedule))
-
-        def epoch(model, extra):
-            timer = StepTimer()
-            model.fit(xs, y, batch_size=config["batch_size"], epochs=1, verbose=0,
-                      callbacks=[timer, *extra])
-            return timer.per_step[0]
-
-        step = sparsity.UpdatePruningStep()
-        times = interleaved_step_times(
-            {"plain": lambda: epoch(plain, []), "pruned": lambda: epoch(pruned, [step])},
-            config["rounds"],
-        )
-        stripped = sparsity.strip_pruning(pruned)
-        kernels = [w for w in stripped.get_weights() if w.ndim > 1]
-        zeros = sum(int(np.count_nonzero(k == 0)) for k in kernels) / sum(k.size for k in kernels)
-        results[name] = {**times, "ratio": times["pruned"] / times["plain"], "sparsity": zeros}
+    results = measure_pruning_overhead(
+        tf_keras, config, x, y,
+        prune=lambda model, end: sparsity.prune_low_magnitude(
+            model, pruning_schedule=sparsity.PolynomialDecay(0.0, 0.9, 0, end, frequency=100)),
+        make_callbacks=lambda: [sparsity.UpdatePruningStep()],
+        final_sparsity=final_sparsity,
+    )
     json.dump({"tfmot": tfmot.__version__, "tf_keras": tf_keras.__version__,
                "results": results}, sys.stdout)
 

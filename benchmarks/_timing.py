@@ -5,6 +5,7 @@ Imports no Keras itself: the TFMOT peer runs it under tf_keras."""
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 
@@ -41,3 +42,52 @@ def interleaved_step_times(runs: dict, rounds: int) -> dict[str, float]:
         for name, fit in runs.items():
             samples[name].append(fit())
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def measure_pruning_overhead(keras_module, config, x, y, prune, make_callbacks, final_sparsity):
+    """Plain vs pruning fit per-step time for each model in `config["models"]`,
+    with the same protocol for any Keras: `prune(model, end_step)` wraps a model,
+    `make_callbacks()` gives the pruning callbacks, `final_sparsity(model)` reads
+    the zeros reached."""
+    import warnings
+
+    from keras_compress import models
+
+    StepTimer = step_time_callback(keras_module.callbacks.Callback)
+    results = {}
+    for name in config["models"]:
+        build = getattr(models, name)
+        xs = x[..., None] if name == "lenet5" else x
+        steps = -(-len(xs) // config["batch_size"]) * (config["rounds"] + 1)
+
+        def compiled(model):
+            model.compile(
+                keras_module.optimizers.Adam(1e-3),
+                keras_module.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+            return model
+
+        plain = compiled(build(keras_module=keras_module))
+        pruned = compiled(prune(build(keras_module=keras_module), steps - 1))
+        callbacks = make_callbacks()
+
+        def epoch(model, extra, xs=xs):
+            timer = StepTimer()
+            with warnings.catch_warnings():
+                # One schedule spans all the one-epoch fits: each stops before its end.
+                warnings.filterwarnings("ignore", message="PruningCallback: training stopped")
+                model.fit(xs, y, batch_size=config["batch_size"], epochs=1, verbose=0,
+                          callbacks=[timer, *extra])
+            return timer.per_step[0]
+
+        times = interleaved_step_times(
+            {"plain": lambda: epoch(plain, []), "pruned": lambda: epoch(pruned, callbacks)},
+            config["rounds"],
+        )
+        results[name] = {**times, "ratio": times["pruned"] / times["plain"],
+                         "sparsity": final_sparsity(pruned)}
+        print(f"{name}: plain {times['plain'] * 1e3:.2f} ms/step, pruned "
+              f"{times['pruned'] * 1e3:.2f} ms/step, ratio {results[name]['ratio']:.2f}",
+              file=sys.stderr, flush=True)
+    return results

@@ -18,7 +18,6 @@ import os
 import platform
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -46,51 +45,19 @@ TFMOT_REFERENCE = 1.7  # measured earlier on this kind of machine (DESIGN.md)
 
 def measure_keras_compress(config: dict) -> dict:
     import keras
-    import numpy as np
 
     import keras_compress as kc
-    from benchmarks._timing import interleaved_step_times, step_time_callback
+    from benchmarks._timing import measure_pruning_overhead
 
     keras.utils.set_random_seed(config["seed"])
     (x, y), _ = kc.datasets.mnist(config["data_dir"], normalize=True)
-    StepTimer = step_time_callback(keras.callbacks.Callback)
-    results = {}
-    for name in config["models"]:
-        build = getattr(kc.models, name)
-        xs = x[..., None] if name == "lenet5" else x
-        steps = -(-len(xs) // config["batch_size"]) * (config["rounds"] + 1)
-        schedule = kc.PolynomialDecay(0.0, 0.9, 0, steps - 1, frequency=100)
-
-        def compiled(model):
-            model.compile(
-                keras.optimizers.Adam(1e-3),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
-            )
-            return model
-
-        plain = compiled(build())
-        pruned = compiled(kc.prune(build(), schedule=schedule))
-        callback = kc.PruningCallback()
-
-        def epoch(model, extra):
-            timer = StepTimer()
-            with warnings.catch_warnings():
-                # One schedule spans all the one-epoch fits: each stops before its end.
-                warnings.filterwarnings("ignore", message="PruningCallback: training stopped")
-                model.fit(xs, y, batch_size=config["batch_size"], epochs=1, verbose=0,
-                          callbacks=[timer, *extra])
-            return timer.per_step[0]
-
-        times = interleaved_step_times(
-            {"plain": lambda: epoch(plain, []), "pruned": lambda: epoch(pruned, [callback])},
-            config["rounds"],
-        )
-        zeros = kc.sparsity(kc.strip(pruned)).overall
-        results[name] = {**times, "ratio": times["pruned"] / times["plain"], "sparsity": zeros}
-        print(f"keras-compress {name}: plain {times['plain'] * 1e3:.2f} ms/step, pruned "
-              f"{times['pruned'] * 1e3:.2f} ms/step, ratio {results[name]['ratio']:.2f}",
-              flush=True)
+    results = measure_pruning_overhead(
+        keras, config, x, y,
+        prune=lambda model, end: kc.prune(
+            model, schedule=kc.PolynomialDecay(0.0, 0.9, 0, end, frequency=100)),
+        make_callbacks=lambda: [kc.PruningCallback()],
+        final_sparsity=lambda model: kc.sparsity(kc.strip(model)).overall,
+    )
     return {"keras": keras.__version__, "results": results}
 
 
@@ -105,11 +72,7 @@ def measure_tfmot(config: dict) -> dict | None:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         print(f"TFMOT peer failed (install with `pip install -e .[bench]`):\n{tail}", flush=True)
         return None
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name, r in result["results"].items():
-        print(f"TFMOT {name}: plain {r['plain'] * 1e3:.2f} ms/step, pruned "
-              f"{r['pruned'] * 1e3:.2f} ms/step, ratio {r['ratio']:.2f}", flush=True)
-    return result
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def render(ours: dict, tfmot: dict | None, config: dict) -> str:
