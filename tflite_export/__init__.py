@@ -1,12 +1,23 @@
-"""tflite_export: the deploy-time stage (model in; .tflite, TFLite-Micro artifacts
-and interpreter benchmarks out).
+"""tflite_export: the deploy-time stage. Model in; `.tflite` and numbers out.
 
-It never imports `keras_compress`: it must work on any Keras 3 model, a
-SavedModel, or a TFMOT-made tf_keras model.
+It never imports `keras_compress`: it works on any Keras 3 model, a `.keras`
+file, a SavedModel, or a TFMOT-made tf_keras model.
 
-Not implemented yet: `convert`, `export_micro` and `benchmark` are tracked in
-issue 5. Until then, convert a `keras_compress.strip(...)`-ed model with the
-stock `tf.lite.TFLiteConverter`.
+```python
+import tflite_export
+
+tfl = tflite_export.convert(model, mode="int8", representative_data=x_train[:200])
+tfl.is_fully_integer, tfl.ops, tfl.inputs[0].scale
+tfl.save("model.tflite")
+```
+
+Available now: `convert` (float32, float16, dynamic, int8 with int8/uint8 I/O,
+int16x8) and `TFLiteModel` (op list, tensors, I/O quantization, sizes, atomic
+save). TFLite-Micro artifacts, Android metadata, interpreter benchmarks and the
+CLI are tracked in issue 5.
 """
 
-__all__: list[str] = []
+from tflite_export.converter import MODES, ConversionError, convert
+from tflite_export.model import TensorInfo, TFLiteModel
+
+__all__ = ["MODES", "ConversionError", "TFLiteModel", "TensorInfo", "convert"]

@@ -1,0 +1,165 @@
+"""tflite_export.convert on real data: int8 kernels end to end, parity with Keras in
+LiteRT, zeros kept, every mode, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+import keras_compress as kc
+import tflite_export
+from conftest import compile_classifier
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(digits_split):
+    keras.utils.set_random_seed(5)
+    (x, y), _ = digits_split
+    inputs = keras.Input((8, 8, 1), name="image")
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    h = keras.layers.MaxPooling2D(2, name="pool")(h)
+    h = keras.layers.Reshape((4 * 4 * 16,), name="flatten")(h)
+    h = keras.layers.Dense(32, activation="relu", name="fc1")(h)
+    outputs = keras.layers.Dense(10, name="logits")(h)
+    model = compile_classifier(keras.Model(inputs, outputs))
+    model.fit(x, y, batch_size=32, epochs=8, verbose=0)
+    return model
+
+
+def litert_predict(tfl: tflite_export.TFLiteModel, images: np.ndarray) -> np.ndarray:
+    interpreter = Interpreter(model_content=tfl.content)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    results = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], tfl.quantize_input(image[None]))
+        interpreter.invoke()
+        results.append(tfl.dequantize_output(interpreter.get_tensor(out["index"]))[0])
+    return np.stack(results)
+
+
+def test_int8_is_integer_end_to_end_and_matches_keras_accuracy(trained_cnn, digits_split):
+    (x, _), (xt, yt) = digits_split
+    tfl = tflite_export.convert(trained_cnn, mode="int8", representative_data=x[:200])
+    assert tfl.is_fully_integer
+    assert {t.dtype for t in tfl.tensors} <= {"INT8", "INT32"}
+    assert tfl.ops == ["CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]
+    assert "QUANTIZE" not in tfl.ops and "DEQUANTIZE" not in tfl.ops
+    assert tfl.inputs[0].dtype == tfl.outputs[0].dtype == "INT8"
+    assert tfl.inputs[0].shape == (1, 8, 8, 1) and tfl.inputs[0].scale
+    conv_weights = next(t for t in tfl.tensors if t.is_constant and len(t.shape) == 4)
+    assert conv_weights.dtype == "INT8" and len(conv_weights.scale) == 16  # per channel
+    keras_acc = np.mean(np.argmax(trained_cnn.predict(xt, verbose=0), 1) == yt)
+    tflite_acc = np.mean(np.argmax(litert_predict(tfl, xt), 1) == yt)
+    assert abs(tflite_acc - keras_acc) <= 0.01, (keras_acc, tflite_acc)
+
+
+def test_float32_matches_keras_outputs(trained_cnn, digits_split):
+    _, (xt, _) = digits_split
+    tfl = tflite_export.convert(trained_cnn, mode="float32")
+    assert not tfl.is_fully_integer and tfl.signatures == ["serving_default"]
+    np.testing.assert_allclose(
+        litert_predict(tfl, xt[:50]), trained_cnn.predict(xt[:50], verbose=0), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "mode, kwargs, io, weight_type",
+    [
+        ("float16", {}, "FLOAT32", "FLOAT16"),
+        ("dynamic", {}, "FLOAT32", "INT8"),
+        ("int8", {"io_dtype": "uint8"}, "UINT8", "INT8"),
+        ("int8", {"io_dtype": "float32"}, "FLOAT32", "INT8"),
+        ("int16x8", {}, "INT16", "INT8"),
+    ],
+)
+def test_every_mode(trained_cnn, digits_split, mode, kwargs, io, weight_type):
+    (x, _), (xt, yt) = digits_split
+    tfl = tflite_export.convert(trained_cnn, mode=mode, representative_data=x[:100], **kwargs)
+    assert tfl.inputs[0].dtype == io and tfl.outputs[0].dtype == io
+    # (the converter leaves weights under 1,024 values in float in 'dynamic' mode)
+    fc = next(t for t in tfl.tensors if t.is_constant and t.shape == (32, 256))
+    assert fc.dtype == weight_type
+    acc = np.mean(np.argmax(litert_predict(tfl, xt), 1) == yt)
+    keras_acc = np.mean(np.argmax(trained_cnn.predict(xt, verbose=0), 1) == yt)
+    assert acc >= keras_acc - 0.02, (mode, acc, keras_acc)
+    if mode == "int16x8":
+        activations = [t for t in tfl.tensors if not t.is_constant]
+        assert {t.dtype for t in activations} == {"INT16"}
+
+
+def test_pruned_zeros_survive_int8_conversion(digits_split):
+    (x, y), _ = digits_split
+    model = compile_classifier(kc.prune(
+        keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Reshape((64,)),
+                          keras.layers.Dense(64, activation="relu", name="fc1"),
+                          keras.layers.Dense(10, name="logits")]),
+        schedule=kc.ConstantSparsity(0.75, 0)))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[kc.PruningCallback()])
+    plain = kc.strip(model)
+    tfl = tflite_export.convert(plain, mode="int8", representative_data=x[:100])
+    stored = sorted(int(np.count_nonzero(tfl.constant(t) == 0))
+                    for t in tfl.tensors if t.is_constant and len(t.shape) == 2)
+    assert stored == sorted(r.zeros for r in kc.sparsity(plain))
+
+
+def test_files_in_and_out(trained_cnn, digits_split, tmp_path):
+    (x, _), _ = digits_split
+    trained_cnn.save(tmp_path / "m.keras")
+    from_file = tflite_export.convert(tmp_path / "m.keras", mode="int8", representative_data=x[:50])
+    trained_cnn.export(str(tmp_path / "saved"), format="tf_saved_model", verbose=False)
+    from_saved = tflite_export.convert(tmp_path / "saved", mode="int8", representative_data=x[:50])
+    assert from_file.is_fully_integer and from_saved.is_fully_integer
+    path = from_file.save(tmp_path / "m.tflite")
+    assert tflite_export.TFLiteModel.load(path).content == from_file.content
+    assert not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="already a TFLite model"):
+        tflite_export.convert(path)
+    with pytest.raises(FileNotFoundError, match="neither a .keras file nor a SavedModel"):
+        tflite_export.convert(tmp_path / "nothing_here")
+
+
+def test_save_refuses_bad_paths_and_leaves_nothing(trained_cnn, tmp_path):
+    tfl = tflite_export.convert(trained_cnn, mode="float32")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        tfl.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tfl.save(tmp_path / "missing" / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupted_tflite_is_named(tmp_path, trained_cnn):
+    good = tflite_export.convert(trained_cnn, mode="float32")
+    (tmp_path / "cut.tflite").write_bytes(good.content[:6])
+    with pytest.raises(ValueError, match="cut.tflite.*Not a TFLite flatbuffer"):
+        tflite_export.TFLiteModel.load(tmp_path / "cut.tflite")
+    (tmp_path / "junk.tflite").write_bytes(b"\0\0\0\0TFL3" + b"\xff" * 40)
+    with pytest.raises(ValueError, match="junk.tflite"):
+        tflite_export.TFLiteModel.load(tmp_path / "junk.tflite")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(mode="int4"), ValueError, "`mode` must be one of"),
+        (dict(mode="int8", io_dtype="int16"), ValueError, "`io_dtype`"),
+        (dict(mode="float32", batch_size=0), ValueError, "`batch_size`"),
+        (dict(mode="int8"), ValueError, "needs `representative_data`"),
+        (dict(mode="int8", representative_data=np.zeros((10, 28, 28))), ValueError,
+         r"a sample of shape \(28, 28\) does not match the model input shape \(8, 8, 1\)"),
+        (dict(mode="int8", representative_data=np.zeros((0, 8, 8, 1))), ValueError, "empty"),
+        (dict(mode="int8", representative_data=np.full((4, 8, 8, 1), np.nan)), ValueError,
+         "NaN"),
+        (dict(mode="int8", representative_data=np.array([["a"] * 64] * 2).reshape(2, 8, 8, 1)),
+         ValueError, "not numeric"),
+    ],
+)
+def test_bad_arguments_are_named(trained_cnn, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tflite_export.convert(trained_cnn, **kwargs)
+
+
+def test_not_a_model():
+    with pytest.raises(ValueError, match="must be a Keras model"):
+        tflite_export.convert(object(), mode="float32")

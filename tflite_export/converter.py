@@ -1,0 +1,300 @@
+"""`convert(model, mode=...)`: Keras 3 / SavedModel / tf_keras model -> `TFLiteModel`.
+
+Keras 3 models are exported with `keras.export.ExportArchive` under a static
+batch size (TFLite-Micro needs static shapes) and converted from the SavedModel,
+the route that does not silently fall back to the legacy converter path.
+
+Modes:
+
+| mode | weights | activations | needs representative data |
+|---|---|---|---|
+| `float32` | float32 | float32 | no |
+| `float16` | float16 | float32 | no |
+| `dynamic` | int8 | float32 (hybrid kernels) | no |
+| `int8` | int8 | int8 (full integer; int8 or uint8 I/O) | yes, unless the model holds fake-quant (QAT) ranges |
+| `int16x8` | int8 | int16 | yes, unless QAT |
+
+Example:
+
+```python
+import tflite_export
+
+tfl = tflite_export.convert(model, mode="int8", representative_data=x_train[:200])
+assert tfl.is_fully_integer
+tfl.save("model.tflite")
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tflite_export.model import TFLiteModel
+
+__all__ = ["convert", "ConversionError", "MODES"]
+
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+_IO_DTYPES = {"int8": ("int8", "uint8", "float32"), "int16x8": ("int16", "float32")}
+
+
+class ConversionError(ValueError):
+    """The converter could not produce the requested kind of model; the message
+    names the op and the Keras layer responsible, and what to do."""
+
+
+def _layer_of(tensor_name: str, layer_names: Iterable[str]) -> str | None:
+    """The Keras layer a TFLite tensor name comes from ('fc1_1/MatMul' -> 'fc1')."""
+    names = set(layer_names)
+    for part in re.split(r"[;/]", tensor_name):
+        if part in names:
+            return part
+        stripped = re.sub(r"_\d+$", "", part)
+        if stripped in names:
+            return stripped
+    return None
+
+
+def _samples(representative_data: Any, input_shapes: list[tuple], max_samples: int):
+    """Normalize `representative_data` to a list of per-sample input lists
+    (batch of 1), checking shapes against the model inputs."""
+    data = representative_data() if callable(representative_data) else representative_data
+    if hasattr(data, "shape"):  # one array, samples on axis 0
+        data = [data]
+    if (isinstance(data, (list, tuple)) and len(data) == len(input_shapes)
+            and all(hasattr(a, "shape") for a in data)):
+        arrays = [np.asarray(a) for a in data]
+        counts = {len(a) if a.ndim else -1 for a in arrays}
+        if -1 in counts or len(counts) != 1:
+            raise ValueError(
+                "`representative_data` arrays need one leading sample axis of the same "
+                f"length for every input; received shapes {[a.shape for a in arrays]}.")
+        samples = [[a[i] for a in arrays] for i in range(min(counts.pop(), max_samples))]
+    else:  # an iterable of samples, each an array or a list of arrays
+        samples = []
+        for item in data:
+            parts = list(item) if isinstance(item, (list, tuple)) else [item]
+            samples.append([np.asarray(p) for p in parts])
+            if len(samples) >= max_samples:
+                break
+    if not samples:
+        raise ValueError("`representative_data` is empty: give at least one sample.")
+    checked = []
+    for k, sample in enumerate(samples):
+        if len(sample) != len(input_shapes):
+            raise ValueError(
+                f"`representative_data` sample {k} has {len(sample)} arrays, but the model "
+                f"has {len(input_shapes)} inputs."
+            )
+        row = []
+        for j, (value, shape) in enumerate(zip(sample, input_shapes)):
+            if not np.issubdtype(value.dtype, np.number):
+                raise ValueError(
+                    f"`representative_data` sample {k}, input {j}: dtype {value.dtype} is "
+                    "not numeric."
+                )
+            want = tuple(shape[1:])
+            if value.ndim == len(shape) - 1:  # an unbatched sample
+                value = value[None]
+            got = value.shape[1:] if value.ndim == len(shape) else value.shape
+            if value.ndim != len(shape) or any(
+                w is not None and w != g for w, g in zip(want, got)
+            ):
+                raise ValueError(
+                    f"`representative_data` sample {k}, input {j}: a sample of shape "
+                    f"{tuple(got)} does not match the model input shape {want}."
+                )
+            if not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"`representative_data` sample {k}, input {j} holds NaN or Inf values."
+                )
+            row.append(value[:1].astype(np.float32))
+        checked.append(row)
+    return checked
+
+
+def _is_keras3(model: Any) -> bool:
+    try:
+        import keras
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, keras.Model) and keras.__version__.startswith("3.")
+
+
+def _saved_model_from_keras(model: Any, batch_size: int, folder: str) -> list[tuple]:
+    import keras
+    import tensorflow as tf
+
+    specs, shapes = [], []
+    for i, t in enumerate(model.inputs):
+        shape = (batch_size, *t.shape[1:])
+        if any(d is None for d in shape[1:]):
+            raise ValueError(
+                f"Input {i} ('{t.name}') has dynamic dimensions {tuple(t.shape)}; TFLite int8 "
+                "and TFLite-Micro need static shapes. Rebuild the model with a fixed "
+                "keras.Input(shape=...)."
+            )
+        name = t._keras_history[0].name if hasattr(t, "_keras_history") else f"input_{i}"
+        specs.append(tf.TensorSpec(shape, tf.as_dtype(t.dtype), name=name))
+        shapes.append(shape)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = specs if len(specs) > 1 else specs[0]
+    archive.add_endpoint(
+        "serving_default",
+        lambda *args: model(list(args) if len(args) > 1 else args[0], training=False),
+        input_signature=specs if len(specs) > 1 else [signature],
+    )
+    archive.write_out(folder, verbose=False)
+    return shapes
+
+
+def convert(
+    model: Any,
+    mode: str = "int8",
+    representative_data: Any = None,
+    *,
+    io_dtype: str | None = None,
+    batch_size: int = 1,
+    max_samples: int = 200,
+    allow_float_ops: bool = False,
+) -> TFLiteModel:
+    """Convert `model` to TFLite.
+
+    Args:
+        model: a Keras 3 model, a path to a `.keras` file or a SavedModel folder,
+            or a tf_keras model (e.g. from TFMOT, converted in its own process).
+        mode: one of `MODES`.
+        representative_data: calibration inputs for `int8`/`int16x8`: an array
+            (samples on axis 0), a list of arrays (one per input), an iterable
+            of samples, or a callable returning one of those.
+        io_dtype: input/output type; `int8` mode: "int8" (default), "uint8" or
+            "float32"; `int16x8`: "int16" (default) or "float32"; others float32.
+        batch_size: the static batch size of the exported signature.
+        max_samples: at most this many calibration samples are used.
+        allow_float_ops: in integer modes, keep ops the converter cannot
+            quantize in float instead of raising `ConversionError`.
+
+    Raises:
+        ValueError: a bad argument or representative data (named in the message).
+        ConversionError: float ops left in an integer model, or a converter
+            failure, naming the op and the Keras layer.
+    """
+    import tensorflow as tf
+
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}; received {mode!r}.")
+    allowed_io = _IO_DTYPES.get(mode, ("float32",))
+    io_dtype = io_dtype or allowed_io[0]
+    if io_dtype not in allowed_io:
+        raise ValueError(f"`io_dtype` for mode '{mode}' must be one of {allowed_io}; "
+                         f"received {io_dtype!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
+
+    layer_names: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(model, (str, os.PathLike)):
+            path = Path(model)
+            if path.suffix == ".keras":
+                import keras
+
+                if not path.is_file():
+                    raise FileNotFoundError(f"No .keras file at {path}.")
+                model = keras.models.load_model(path, compile=False)
+            elif path.is_dir() and (path / "saved_model.pb").is_file():
+                converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
+                loaded = tf.saved_model.load(str(path))
+                fn = loaded.signatures[list(loaded.signatures)[0]]
+                input_shapes = [tuple(s.shape) for s in fn.structured_input_signature[1].values()]
+            elif path.suffix == ".tflite":
+                raise ValueError(f"{path} is already a TFLite model; load it with "
+                                 "TFLiteModel.load(path).")
+            else:
+                raise FileNotFoundError(
+                    f"{path} is neither a .keras file nor a SavedModel folder "
+                    "(one holding saved_model.pb).")
+        if not isinstance(model, (str, os.PathLike)):
+            if _is_keras3(model):
+                layer_names = [layer.name for layer in _all_layers(model)]
+                input_shapes = _saved_model_from_keras(model, batch_size, tmp)
+                converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+            elif type(model).__module__.startswith("tf_keras"):
+                layer_names = [layer.name for layer in model.submodules if hasattr(layer, "name")]
+                input_shapes = [(batch_size, *tuple(t.shape)[1:]) for t in model.inputs]
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            else:
+                raise ValueError(
+                    "`model` must be a Keras model, a .keras file or a SavedModel folder; "
+                    f"received {type(model).__name__}.")
+
+        if mode == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif mode == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif mode in ("int8", "int16x8"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if representative_data is not None:
+                samples = _samples(representative_data, input_shapes, max_samples)
+                converter.representative_dataset = lambda: iter(samples)
+            ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
+                   tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
+            converter.target_spec.supported_ops = (
+                [ops, tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float_ops else [ops])
+            if io_dtype != "float32":
+                converter.inference_input_type = tf.as_dtype(io_dtype)
+                converter.inference_output_type = tf.as_dtype(io_dtype)
+        try:
+            content = converter.convert()
+        except Exception as exc:  # noqa: BLE001 - re-raised with guidance
+            raise _explain(exc, mode, representative_data, layer_names) from exc
+
+    result = TFLiteModel(content, mode=mode)
+    if mode in ("int8", "int16x8") and not allow_float_ops:
+        floats = [(op, name) for op, name in result.float_ops
+                  if not (io_dtype == "float32" and op in ("QUANTIZE", "DEQUANTIZE"))]
+        if floats:
+            op, name = floats[0]
+            layer = _layer_of(name, layer_names)
+            raise ConversionError(
+                f"The '{mode}' model still computes in float: op {op} (tensor '{name}'"
+                + (f", Keras layer '{layer}'" if layer else "")
+                + f"), {len(floats)} float op(s) in all. Quantize that layer (QAT or "
+                "representative data covering it), or pass allow_float_ops=True.")
+    return result
+
+
+def _all_layers(model):
+    import keras
+
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        elif hasattr(layer, "layer"):
+            yield layer.layer
+
+
+def _explain(exc: Exception, mode: str, representative_data: Any, layer_names) -> Exception:
+    text = str(exc)
+    if "representative_dataset" in text or "representative dataset" in text.lower():
+        return ValueError(
+            f"mode='{mode}' needs `representative_data` (a few hundred typical inputs) to "
+            "calibrate activation ranges, unless the model was trained with fake-quant "
+            "(QAT) ranges on every tensor.")
+    op = re.search(r"'(tfl\.[\w.]+|tf\.[\w.]+)' op", text)
+    loc = re.search(r'loc\(\w*\(?"([^"]+)"', text)
+    layer = _layer_of(loc.group(1), layer_names) if loc else None
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return ConversionError(
+        f"TFLite conversion to '{mode}' failed"
+        + (f" at op {op.group(1)}" if op else "")
+        + (f" (Keras layer '{layer}')" if layer else "")
+        + f": {first[:500]}")
