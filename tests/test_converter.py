@@ -163,3 +163,58 @@ def test_bad_arguments_are_named(trained_cnn, kwargs, error, match):
 def test_not_a_model():
     with pytest.raises(ValueError, match="must be a Keras model"):
         tflite_export.convert(object(), mode="float32")
+
+
+# ---------------------------------------------------------------- TFLite-Micro
+def test_micro_artifacts_compile_list_exact_ops_and_arena_is_tight(
+        trained_cnn, digits_split, tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    from tflite_export import micro
+
+    (x, _), (xt, yt) = digits_split
+    tfl = tflite_export.convert(trained_cnn, mode="int8", representative_data=x[:200])
+    art = tflite_export.export_micro(tfl, tmp_path / "out", name="digits")
+    assert [p.name for p in art.files] == [
+        "digits_model_data.cc", "digits_model_data.h", "digits_op_resolver.h"]
+    cc, h, resolver = (p.read_text() for p in art.files)
+    assert "alignas(16) const unsigned char g_digits_model_data[]" in cc
+    assert f"g_digits_model_data_size = {tfl.size};" in h
+    assert f"g_digits_tensor_arena_size = {art.arena_bytes};" in h
+    # the C array holds exactly the flatbuffer
+    data = bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})", cc))
+    assert data == tfl.content
+    if shutil.which("g++"):
+        subprocess.run(["g++", "-std=c++17", "-c", str(art.model_cc), "-o",
+                        str(tmp_path / "model.o")], check=True, cwd=tmp_path / "out")
+    # the resolver registers exactly the flatbuffer's op codes
+    registered = re.findall(r"resolver\.(Add\w+)\(\)", resolver)
+    assert registered == [micro.resolver_method(op) for op in tfl.ops]
+    assert registered == ["AddConv2D", "AddMaxPool2D", "AddReshape", "AddFullyConnected"]
+    assert f"MicroMutableOpResolver<{len(tfl.ops)}>" in resolver
+
+    # the arena works, 10 % less does not
+    sample = [tfl.quantize_input(xt[:1])]
+    micro.run_micro(tfl, sample, art.arena_bytes)
+    with micro._quiet_native_output(), pytest.raises(RuntimeError):
+        micro.run_micro(tfl, sample, int(art.arena_bytes * 0.9))
+
+    # TFLite-Micro and LiteRT agree on the evaluation split
+    litert = np.argmax(litert_predict(tfl, xt), 1)
+    tflm = np.array([
+        np.argmax(micro.run_micro(tfl, [tfl.quantize_input(img[None])], art.arena_bytes)[0])
+        for img in xt])
+    assert np.mean(litert == tflm) >= 0.995
+
+
+def test_micro_refuses_hybrid_models_and_bad_out_dir(trained_cnn, digits_split, tmp_path):
+    (x, _), _ = digits_split
+    hybrid = tflite_export.convert(trained_cnn, mode="dynamic")
+    with pytest.raises(ValueError, match="hybrid"):
+        tflite_export.export_micro(hybrid, tmp_path)
+    tfl = tflite_export.convert(trained_cnn, mode="int8", representative_data=x[:50])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        tflite_export.export_micro(tfl, tmp_path / "file")

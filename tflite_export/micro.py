@@ -1,0 +1,255 @@
+"""TFLite-Micro artifacts: the model as an aligned C array, an op resolver that
+registers exactly the model's ops, and the smallest tensor arena that works.
+
+The arena is found by binary search with the `tflite-micro` Python interpreter:
+the model is allocated *and invoked* at each candidate size, so the reported
+size is one the real TFLite-Micro runtime accepts.
+
+Example:
+
+```python
+import tflite_export
+
+tfl = tflite_export.convert(model, mode="int8", representative_data=x[:200])
+micro = tflite_export.export_micro(tfl, "out/", name="digits")
+micro.arena_bytes, micro.files   # 6144, [out/digits_model_data.cc, ...]
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tflite_export.model import TFLiteModel, write_atomic
+
+__all__ = ["export_micro", "MicroArtifacts", "find_arena_size", "resolver_method", "run_micro"]
+
+# Op names whose MicroMutableOpResolver method does not follow the CamelCase rule.
+_METHOD_EXCEPTIONS = {
+    "PADV2": "AddPadV2",
+    "SPLIT_V": "AddSplitV",
+    "RELU_N1_TO_1": "AddReluN1To1",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "BATCH_MATMUL": "AddBatchMatMul",
+}
+_ARENA_ALIGNMENT = 16
+
+
+def resolver_method(op: str) -> str:
+    """`MicroMutableOpResolver` method registering TFLite op `op`
+    (CONV_2D -> AddConv2D, BATCH_TO_SPACE_ND -> AddBatchToSpaceNd)."""
+    if op in _METHOD_EXCEPTIONS:
+        return _METHOD_EXCEPTIONS[op]
+    parts = []
+    for part in op.split("_"):
+        parts.append(part if re.fullmatch(r"\d+D", part) else part.capitalize())
+    return "Add" + "".join(parts)
+
+
+@contextlib.contextmanager
+def _quiet_native_output():
+    """TFLite-Micro prints allocation failures from C++ to stdout/stderr; keep
+    them out of the user's console while probing arena sizes."""
+    saved = []
+    try:
+        with open(os.devnull, "w") as devnull:
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _interpreter(content: bytes, arena_size: int):
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(content, arena_size=arena_size)
+
+
+def run_micro(tfl: TFLiteModel, inputs: list[np.ndarray], arena_size: int) -> list[np.ndarray]:
+    """Invoke the TFLite-Micro interpreter on already-quantized inputs."""
+    interpreter = _interpreter(tfl.content, arena_size)
+    for i, value in enumerate(inputs):
+        interpreter.set_input(value, i)
+    interpreter.invoke()
+    return [interpreter.get_output(i) for i in range(len(tfl.outputs))]
+
+
+def _probe_inputs(tfl: TFLiteModel) -> list[np.ndarray]:
+    dtypes = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "FLOAT32": np.float32}
+    return [np.zeros(t.shape, dtype=dtypes.get(t.dtype, np.int8)) for t in tfl.inputs]
+
+
+def _works(tfl: TFLiteModel, size: int, inputs) -> bool:
+    try:
+        with _quiet_native_output():
+            run_micro(tfl, inputs, size)
+        return True
+    except RuntimeError:
+        return False
+
+
+def find_arena_size(tfl: TFLiteModel, upper: int = 64 * 1024 * 1024) -> int:
+    """The smallest arena (bytes, a multiple of 16) in which TFLite-Micro both
+    allocates and invokes the model."""
+    check_micro_compatible(tfl)
+    inputs = _probe_inputs(tfl)
+    high = 1024
+    while not _works(tfl, high, inputs):
+        if high >= upper:
+            raise ValueError(
+                f"TFLite-Micro could not run the model with an arena of {upper:,} bytes; "
+                "it is too large for a microcontroller, or an op failed to prepare.")
+        high = min(upper, high * 2)
+    low = 0  # known not to work (or zero)
+    while high - low > _ARENA_ALIGNMENT:
+        mid = (low + high) // 2 // _ARENA_ALIGNMENT * _ARENA_ALIGNMENT
+        if mid <= low:
+            break
+        if _works(tfl, mid, inputs):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def check_micro_compatible(tfl: TFLiteModel) -> None:
+    """Raise ValueError naming what TFLite-Micro cannot run: dynamic shapes,
+    hybrid (float activations with int8 weights) graphs, or ops it lacks."""
+    dynamic = [t.name for t in tfl.inputs if any(d < 0 for d in t.shape)]
+    if dynamic:
+        raise ValueError(f"TFLite-Micro needs static shapes; inputs {dynamic} are dynamic. "
+                         "Convert with a fixed batch_size.")
+    if tfl.mode == "dynamic":
+        raise ValueError("TFLite-Micro does not run hybrid ('dynamic' mode) models: convert "
+                         "with mode='int8' (or 'float32').")
+    try:
+        with _quiet_native_output():
+            _interpreter(tfl.content, 64 * 1024 * 1024)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"TFLite-Micro cannot load this model (ops: {', '.join(tfl.ops)}): {exc}. "
+            "One of its ops has no TFLite-Micro kernel (e.g. Flex/SELECT_TF ops, GELU, "
+            "DENSIFY for sparse tensors); replace the layer that produces it."
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class MicroArtifacts:
+    """What `export_micro` wrote, and the arena it measured."""
+
+    name: str
+    arena_bytes: int
+    ops: tuple[str, ...]
+    model_cc: Path
+    model_h: Path
+    resolver_h: Path
+    model_bytes: int
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.model_cc, self.model_h, self.resolver_h]
+
+
+def _c_identifier(name: str) -> str:
+    ident = re.sub(r"\W", "_", name)
+    if not ident or ident[0].isdigit():
+        ident = "m_" + ident
+    return ident
+
+
+def _model_cc(ident: str, content: bytes) -> str:
+    rows = []
+    for i in range(0, len(content), 12):
+        rows.append("    " + ", ".join(f"0x{b:02x}" for b in content[i:i + 12]) + ",")
+    return (
+        f'#include "{ident}_model_data.h"\n\n'
+        f"// Generated by tflite_export.export_micro; {len(content)} bytes.\n"
+        f"alignas(16) const unsigned char g_{ident}_model_data[] = {{\n"
+        + "\n".join(rows)
+        + "\n};\n"
+    )
+
+
+def _model_h(ident: str, content: bytes, arena: int) -> str:
+    guard = f"{ident.upper()}_MODEL_DATA_H_"
+    return (
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        f"// Generated by tflite_export.export_micro.\n"
+        f"extern const unsigned char g_{ident}_model_data[];\n"
+        f"constexpr unsigned int g_{ident}_model_data_size = {len(content)};\n"
+        f"// Smallest tensor arena measured with the TFLite-Micro interpreter.\n"
+        f"constexpr unsigned int g_{ident}_tensor_arena_size = {arena};\n\n"
+        f"#endif  // {guard}\n"
+    )
+
+
+def _resolver_h(ident: str, ops: list[str]) -> str:
+    guard = f"{ident.upper()}_OP_RESOLVER_H_"
+    camel = "".join(part.capitalize() for part in ident.split("_"))
+    adds = "\n".join(f"  if (resolver.{resolver_method(op)}() != kTfLiteOk) return kTfLiteError;"
+                     for op in ops)
+    return (
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        "// Generated by tflite_export.export_micro: registers exactly the ops the\n"
+        "// model uses.\n"
+        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
+        f"constexpr int k{camel}OpCount = {len(ops)};\n"
+        f"using {camel}OpResolver = tflite::MicroMutableOpResolver<{len(ops)}>;\n\n"
+        f"inline TfLiteStatus Register{camel}Ops({camel}OpResolver& resolver) {{\n"
+        f"{adds}\n  return kTfLiteOk;\n}}\n\n#endif  // {guard}\n"
+    )
+
+
+def export_micro(
+    tfl: TFLiteModel | bytes | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    name: str = "model",
+) -> MicroArtifacts:
+    """Write `<name>_model_data.cc/.h` and `<name>_op_resolver.h` to `out_dir`.
+
+    The header declares the 16-byte-aligned array, its length and the measured
+    arena size (`g_<name>_tensor_arena_size`); the resolver header defines
+    `<Name>OpResolver` (`MicroMutableOpResolver<N>`) and `Register<Name>Ops()`
+    adding exactly the model's N ops. Files are written atomically.
+
+    Raises:
+        ValueError: the model cannot run on TFLite-Micro (the message says why).
+    """
+    if isinstance(tfl, (bytes, bytearray)):
+        tfl = TFLiteModel(tfl)
+    elif isinstance(tfl, (str, os.PathLike)):
+        tfl = TFLiteModel.load(tfl)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"`out_dir` {out} exists and is not a directory.")
+    ident = _c_identifier(name)
+    arena = find_arena_size(tfl)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"`out_dir` {out} is not writable.")
+    ops = tfl.ops
+    texts = {
+        out / f"{ident}_model_data.cc": _model_cc(ident, tfl.content),
+        out / f"{ident}_model_data.h": _model_h(ident, tfl.content, arena),
+        out / f"{ident}_op_resolver.h": _resolver_h(ident, ops),
+    }
+    # Render everything first, then write: a failure leaves no partial set.
+    with tempfile.TemporaryDirectory(dir=out) as staging:
+        for path, text in texts.items():
+            write_atomic(Path(staging) / path.name, text.encode())
+        for path in texts:
+            os.replace(Path(staging) / path.name, path)
+    paths = list(texts)
+    return MicroArtifacts(name=ident, arena_bytes=arena, ops=tuple(ops), model_cc=paths[0],
+                          model_h=paths[1], resolver_h=paths[2], model_bytes=tfl.size)
