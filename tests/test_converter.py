@@ -218,3 +218,45 @@ def test_micro_refuses_hybrid_models_and_bad_out_dir(trained_cnn, digits_split, 
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         tflite_export.export_micro(tfl, tmp_path / "file")
+
+
+# ------------------------------------------------------------------ benchmark
+def test_benchmark_report_int8_vs_float(trained_cnn, digits_split, tmp_path):
+    (x, _), (xt, yt) = digits_split
+    int8 = tflite_export.convert(trained_cnn, mode="int8", representative_data=x[:200])
+    fp32 = tflite_export.convert(trained_cnn, mode="float32")
+    results = [
+        tflite_export.benchmark(t, xt, yt, keras_model=trained_cnn, name=n, runs=20,
+                                progress=False)
+        for n, t in (("int8", int8), ("float32", fp32))
+    ]
+    r8, r32 = results
+    assert r8.size_bytes == int8.size and r8.gzip_bytes < r8.size_bytes
+    assert r8.size_bytes < r32.size_bytes / 2
+    assert r8.litert.runs == 20 and r8.litert.p5_ms <= r8.litert.median_ms <= r8.litert.p90_ms
+    assert r8.micro is not None and r8.arena_bytes > 0
+    assert r8.micro_agreement >= 0.995
+    assert abs(r8.litert_accuracy - r8.keras_accuracy) <= 0.01
+    assert r32.litert_accuracy == pytest.approx(r32.keras_accuracy, abs=0.003)
+    report = tflite_export.Report(results)
+    md = report.to_markdown()
+    assert "| int8 | int8 |" in md and "| float32 | float32 |" in md
+    files = report.save(tmp_path)
+    assert [f.name for f in files] == ["report.md", "report.json", "size_vs_accuracy.png"]
+    assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import json
+
+    assert json.loads(files[1].read_text())[0]["litert_accuracy"] == r8.litert_accuracy
+
+
+def test_benchmark_bad_input(trained_cnn, digits_split):
+    _, (xt, yt) = digits_split
+    tfl = tflite_export.convert(trained_cnn, mode="float32")
+    with pytest.raises(ValueError, match=r"expects \(8, 8, 1\)"):
+        tflite_export.benchmark(tfl, xt[:, :4], yt, progress=False)
+    with pytest.raises(ValueError, match="`y` has 3 labels"):
+        tflite_export.benchmark(tfl, xt[:10], yt[:3], progress=False)
+    with pytest.raises(ValueError, match="`runs`"):
+        tflite_export.benchmark(tfl, runs=0)
+    with pytest.raises(ValueError, match="TFLiteModel"):
+        tflite_export.benchmark(tfl.content)
