@@ -260,3 +260,28 @@ def test_benchmark_bad_input(trained_cnn, digits_split):
         tflite_export.benchmark(tfl, runs=0)
     with pytest.raises(ValueError, match="TFLiteModel"):
         tflite_export.benchmark(tfl.content)
+
+
+def test_float_island_names_the_op_and_layer(digits_split):
+    (x, _), _ = digits_split
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Reshape((64,)),
+        keras.layers.Dense(16, name="fc"), keras.layers.Activation("elu", name="act_elu"),
+        keras.layers.Dense(10, name="logits")])
+    with pytest.raises(tflite_export.ConversionError, match=r"op ELU .*Keras layer 'act_elu'"):
+        tflite_export.convert(model, mode="int8", representative_data=x[:50])
+    kept = tflite_export.convert(model, mode="int8", representative_data=x[:50],
+                                 allow_float_ops=True)
+    assert not kept.is_fully_integer and "ELU" in kept.ops
+
+
+def test_micro_names_the_op_it_lacks(digits_split, tmp_path):
+    (x, _), _ = digits_split
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Reshape((64,)),
+        keras.layers.Dense(16, activation="gelu", name="fc"), keras.layers.Dense(10)])
+    tfl = tflite_export.convert(model, mode="int8", representative_data=x[:50])
+    assert "GELU" in tfl.ops and tfl.is_fully_integer  # fine for LiteRT ...
+    with pytest.raises(ValueError, match="no kernel for op.*GELU"):  # ... not for TFLM
+        tflite_export.export_micro(tfl, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

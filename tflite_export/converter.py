@@ -258,16 +258,18 @@ def convert(
 
     result = TFLiteModel(content, mode=mode)
     if mode in ("int8", "int16x8") and not allow_float_ops:
-        floats = [(op, name) for op, name in result.float_ops
+        floats = [(op, names) for op, names in result.float_ops
                   if not (io_dtype == "float32" and op in ("QUANTIZE", "DEQUANTIZE"))]
         if floats:
-            op, name = floats[0]
-            layer = _layer_of(name, layer_names)
+            op, names = floats[0]
+            layer = next((found for found in (_layer_of(n, layer_names) for n in names)
+                          if found), None)
             raise ConversionError(
-                f"The '{mode}' model still computes in float: op {op} (tensor '{name}'"
+                f"The '{mode}' model still computes in float: op {op} (tensor '{names[0]}'"
                 + (f", Keras layer '{layer}'" if layer else "")
-                + f"), {len(floats)} float op(s) in all. Quantize that layer (QAT or "
-                "representative data covering it), or pass allow_float_ops=True.")
+                + f"), {len(floats)} float op(s) in all. TFLite has no {mode} kernel for it: "
+                "replace that layer (e.g. ELU -> ReLU), or pass allow_float_ops=True to "
+                "keep it in float.")
     return result
 
 

@@ -53,21 +53,28 @@ def resolver_method(op: str) -> str:
     return "Add" + "".join(parts)
 
 
+class _Captured:
+    text = ""
+
+
 @contextlib.contextmanager
 def _quiet_native_output():
-    """TFLite-Micro prints allocation failures from C++ to stdout/stderr; keep
-    them out of the user's console while probing arena sizes."""
+    """TFLite-Micro prints errors from C++ to stdout/stderr: keep them out of
+    the user's console, and hand them back (`.text`) to build error messages."""
+    captured = _Captured()
     saved = []
-    try:
-        with open(os.devnull, "w") as devnull:
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
             for fd in (1, 2):
                 saved.append((fd, os.dup(fd)))
-                os.dup2(devnull.fileno(), fd)
-            yield
-    finally:
-        for fd, copy in saved:
-            os.dup2(copy, fd)
-            os.close(copy)
+                os.dup2(sink.fileno(), fd)
+            yield captured
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            captured.text = sink.read().decode(errors="replace")
 
 
 def _interpreter(content: bytes, arena_size: int):
@@ -134,13 +141,19 @@ def check_micro_compatible(tfl: TFLiteModel) -> None:
         raise ValueError("TFLite-Micro does not run hybrid ('dynamic' mode) models: convert "
                          "with mode='int8' (or 'float32').")
     try:
-        with _quiet_native_output():
+        with _quiet_native_output() as native:
             _interpreter(tfl.content, 64 * 1024 * 1024)
     except RuntimeError as exc:
+        missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '(\w+)'",
+                                        native.text)))
+        if missing:
+            raise ValueError(
+                f"TFLite-Micro has no kernel for op(s) {', '.join(missing)} used by this "
+                "model; replace the layer that produces them (e.g. GELU -> ReLU) or keep "
+                "this model for LiteRT only.") from None
+        detail = native.text.strip().splitlines()[-1] if native.text.strip() else str(exc)
         raise ValueError(
-            f"TFLite-Micro cannot load this model (ops: {', '.join(tfl.ops)}): {exc}. "
-            "One of its ops has no TFLite-Micro kernel (e.g. Flex/SELECT_TF ops, GELU, "
-            "DENSIFY for sparse tensors); replace the layer that produces it."
+            f"TFLite-Micro cannot load this model (ops: {', '.join(tfl.ops)}): {detail}."
         ) from None
 
 

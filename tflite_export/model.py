@@ -137,14 +137,15 @@ class TFLiteModel:
         return [(s.signatureKey or b"").decode() for s in (self._fb.signatureDefs or [])]
 
     @property
-    def float_ops(self) -> list[tuple[str, str]]:
-        """(op, output tensor name) of every operator touching a float tensor."""
-        found = []
-        for name, ins, outs in self.operators:
-            if any(t.is_float for t in ins + outs):
-                culprit = next((t for t in outs + ins if t.is_float), None)
-                found.append((name, culprit.name if culprit else ""))
-        return found
+    def float_ops(self) -> list[tuple[str, list[str]]]:
+        """(op, names of its tensors) for every operator touching a float tensor,
+        computing ops first, then the QUANTIZE/DEQUANTIZE ops around them."""
+        found = [
+            (name, [t.name for t in outs + ins])
+            for name, ins, outs in self.operators
+            if any(t.is_float for t in ins + outs)
+        ]
+        return sorted(found, key=lambda item: item[0] in ("QUANTIZE", "DEQUANTIZE"))
 
     @property
     def is_fully_integer(self) -> bool:
