@@ -285,3 +285,32 @@ def test_micro_names_the_op_it_lacks(digits_split, tmp_path):
     with pytest.raises(ValueError, match="no kernel for op.*GELU"):  # ... not for TFLM
         tflite_export.export_micro(tfl, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# -------------------------------------------------------------------- Android
+def test_android_artifacts(trained_cnn, digits_split, tmp_path):
+    import json
+
+    (x, _), (xt, yt) = digits_split
+    tfl = tflite_export.convert(trained_cnn, mode="int8", representative_data=x[:100],
+                                signature_name="classify")
+    assert tfl.signatures == ["classify"]
+    art = tflite_export.export_android(tfl, tmp_path / "assets", name="digits",
+                                       labels=[f"digit {i}" for i in range(10)], std=1.0)
+    meta = json.loads(art.metadata.read_text())
+    assert meta["signatures"] == ["classify"] and meta["labels"] == "digits_labels.txt"
+    assert meta["inputs"][0]["dtype"] == "int8" and meta["inputs"][0]["shape"] == [1, 8, 8, 1]
+    assert art.labels.read_text().splitlines()[3] == "digit 3"
+    # an app following the metadata gets the same answer as LiteRT via the signature
+    interpreter = Interpreter(model_path=str(art.model))
+    runner = interpreter.get_signature_runner("classify")
+    scale, zero = meta["inputs"][0]["scale"][0], meta["inputs"][0]["zero_point"][0]
+    q = np.clip(np.round(xt[:1] / scale + zero), -128, 127).astype(np.int8)
+    (out,) = runner(image=q).values()
+    assert np.argmax(out[0]) == np.argmax(litert_predict(tfl, xt[:1])[0])
+    with pytest.raises(ValueError, match="`labels` has 3 entries.*10 classes"):
+        tflite_export.export_android(tfl, tmp_path / "a2", labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="`mean` has 2 values"):
+        tflite_export.export_android(tfl, tmp_path / "a2", mean=[0.0, 1.0])
+    with pytest.raises(ValueError, match="`signature_name`"):
+        tflite_export.convert(trained_cnn, mode="float32", signature_name="not valid")

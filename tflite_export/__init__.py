@@ -15,16 +15,18 @@ Available now: `convert` (float32, float16, dynamic, int8 with int8/uint8 I/O,
 int16x8), `TFLiteModel` (op list, tensors, I/O quantization, sizes, atomic
 save), `export_micro` (aligned C array, op resolver, measured arena) and
 `benchmark`/`Report` (LiteRT and TFLite-Micro latency and accuracy, sizes;
-Markdown, JSON, PNG). Android metadata, the CLI and the TFMOT round trip are
-tracked in issue 5.
+Markdown, JSON, PNG), and `export_android` (model, labels, normalization
+metadata).
 """
 
+from tflite_export.android import AndroidArtifacts, export_android
 from tflite_export.benchmark import BenchmarkResult, Latency, Report, benchmark
 from tflite_export.converter import MODES, ConversionError, convert
 from tflite_export.micro import MicroArtifacts, export_micro, find_arena_size
 from tflite_export.model import TensorInfo, TFLiteModel
 
 __all__ = [
+    "AndroidArtifacts",
     "BenchmarkResult",
     "Latency",
     "MODES",
@@ -35,6 +37,7 @@ __all__ = [
     "TFLiteModel",
     "TensorInfo",
     "convert",
+    "export_android",
     "export_micro",
     "find_arena_size",
 ]

@@ -127,7 +127,9 @@ def _is_keras3(model: Any) -> bool:
     return isinstance(model, keras.Model) and keras.__version__.startswith("3.")
 
 
-def _saved_model_from_keras(model: Any, batch_size: int, folder: str) -> list[tuple]:
+def _saved_model_from_keras(
+    model: Any, batch_size: int, folder: str, signature_name: str
+) -> list[tuple]:
     import keras
     import tensorflow as tf
 
@@ -147,7 +149,7 @@ def _saved_model_from_keras(model: Any, batch_size: int, folder: str) -> list[tu
     archive.track(model)
     signature = specs if len(specs) > 1 else specs[0]
     archive.add_endpoint(
-        "serving_default",
+        signature_name,
         lambda *args: model(list(args) if len(args) > 1 else args[0], training=False),
         input_signature=specs if len(specs) > 1 else [signature],
     )
@@ -164,6 +166,7 @@ def convert(
     batch_size: int = 1,
     max_samples: int = 200,
     allow_float_ops: bool = False,
+    signature_name: str = "serving_default",
 ) -> TFLiteModel:
     """Convert `model` to TFLite.
 
@@ -180,6 +183,8 @@ def convert(
         max_samples: at most this many calibration samples are used.
         allow_float_ops: in integer modes, keep ops the converter cannot
             quantize in float instead of raising `ConversionError`.
+        signature_name: the name of the model's signature (Keras 3 models),
+            what Android's `Interpreter.runSignature` selects.
 
     Raises:
         ValueError: a bad argument or representative data (named in the message).
@@ -195,6 +200,8 @@ def convert(
     if io_dtype not in allowed_io:
         raise ValueError(f"`io_dtype` for mode '{mode}' must be one of {allowed_io}; "
                          f"received {io_dtype!r}.")
+    if not isinstance(signature_name, str) or not re.fullmatch(r"[A-Za-z_][\w]*", signature_name):
+        raise ValueError(f"`signature_name` must be an identifier; received {signature_name!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
 
@@ -223,8 +230,11 @@ def convert(
         if not isinstance(model, (str, os.PathLike)):
             if _is_keras3(model):
                 layer_names = [layer.name for layer in _all_layers(model)]
-                input_shapes = _saved_model_from_keras(model, batch_size, tmp)
-                converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+                input_shapes = _saved_model_from_keras(model, batch_size, tmp, signature_name)
+                # Only our endpoint: Keras also writes a serving_default alias, which
+                # would become a second, duplicate subgraph.
+                converter = tf.lite.TFLiteConverter.from_saved_model(
+                    tmp, signature_keys=[signature_name])
             elif type(model).__module__.startswith("tf_keras"):
                 layer_names = [layer.name for layer in model.submodules if hasattr(layer, "name")]
                 input_shapes = [(batch_size, *tuple(t.shape)[1:]) for t in model.inputs]
