@@ -256,8 +256,12 @@ def convert(
                 converter.representative_dataset = lambda: iter(samples)
             ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
                    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
-            converter.target_spec.supported_ops = (
-                [ops, tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float_ops else [ops])
+            if representative_data is not None or mode == "int16x8":
+                converter.target_spec.supported_ops = (
+                    [ops, tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float_ops else [ops])
+            # else: a QAT model carries its ranges; asking for INT8 builtins would
+            # make the converter demand calibration data. The float-op check
+            # below still guarantees an integer-only result.
             if io_dtype != "float32":
                 converter.inference_input_type = tf.as_dtype(io_dtype)
                 converter.inference_output_type = tf.as_dtype(io_dtype)
@@ -270,6 +274,11 @@ def convert(
     if mode in ("int8", "int16x8") and not allow_float_ops:
         floats = [(op, names) for op, names in result.float_ops
                   if not (io_dtype == "float32" and op in ("QUANTIZE", "DEQUANTIZE"))]
+        if floats and representative_data is None:
+            raise ValueError(
+                f"mode='{mode}' needs `representative_data` (a few hundred typical inputs) "
+                f"to calibrate activation ranges: op {floats[0][0]} was left in float "
+                "because the model has no fake-quant (QAT) ranges.")
         if floats:
             op, names = floats[0]
             layer = next((found for found in (_layer_of(n, layer_names) for n in names)
@@ -296,7 +305,9 @@ def _all_layers(model):
 
 def _explain(exc: Exception, mode: str, representative_data: Any, layer_names) -> Exception:
     text = str(exc)
-    if "representative_dataset" in text or "representative dataset" in text.lower():
+    needs_data = ("representative_dataset" in text or "representative dataset" in text.lower()
+                  or (representative_data is None and "inference_input_type" in text))
+    if needs_data:
         return ValueError(
             f"mode='{mode}' needs `representative_data` (a few hundred typical inputs) to "
             "calibrate activation ranges, unless the model was trained with fake-quant "
