@@ -298,7 +298,8 @@ def test_android_artifacts(trained_cnn, digits_split, tmp_path):
     art = tflite_export.export_android(tfl, tmp_path / "assets", name="digits",
                                        labels=[f"digit {i}" for i in range(10)], std=1.0)
     meta = json.loads(art.metadata.read_text())
-    assert meta["signatures"] == ["classify"] and meta["labels"] == "digits_labels.txt"
+    assert meta["signatures"] == {"classify": {"inputs": ["image"], "outputs": ["output_0"]}}
+    assert meta["labels"] == "digits_labels.txt"
     assert meta["inputs"][0]["dtype"] == "int8" and meta["inputs"][0]["shape"] == [1, 8, 8, 1]
     assert art.labels.read_text().splitlines()[3] == "digit 3"
     # an app following the metadata gets the same answer as LiteRT via the signature

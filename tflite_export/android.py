@@ -93,7 +93,7 @@ def export_android(
     metadata = {
         "model": f"{name}.tflite",
         "mode": tfl.mode,
-        "signatures": tfl.signatures,
+        "signatures": tfl.signature_io,
         "inputs": [_tensor(t) for t in tfl.inputs],
         "outputs": [_tensor(t) for t in tfl.outputs],
         "normalization": {"mean": means, "std": stds,

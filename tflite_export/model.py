@@ -134,7 +134,19 @@ class TFLiteModel:
 
     @property
     def signatures(self) -> list[str]:
-        return [(s.signatureKey or b"").decode() for s in (self._fb.signatureDefs or [])]
+        return list(self.signature_io)
+
+    @property
+    def signature_io(self) -> dict[str, dict[str, list[str]]]:
+        """Signature key -> its input and output names (what
+        `Interpreter.runSignature` / `get_signature_runner` take)."""
+        return {
+            (sig.signatureKey or b"").decode(): {
+                "inputs": [(t.name or b"").decode() for t in (sig.inputs or [])],
+                "outputs": [(t.name or b"").decode() for t in (sig.outputs or [])],
+            }
+            for sig in (self._fb.signatureDefs or [])
+        }
 
     @property
     def float_ops(self) -> list[tuple[str, list[str]]]:
