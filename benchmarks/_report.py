@@ -8,25 +8,12 @@ a time without clobbering each other. Both files are replaced atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from tflite_export.model import write_atomic
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 _TITLE = "# Benchmarks\n\nEvery table here is written by a script in `benchmarks/`; rerun it to refresh.\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def update(key: str, markdown: str, data: dict, docs: Path = DOCS) -> None:
@@ -39,7 +26,8 @@ def update(key: str, markdown: str, data: dict, docs: Path = DOCS) -> None:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    write_atomic(md_path, text)
+    docs.mkdir(parents=True, exist_ok=True)
+    write_atomic(md_path, text.encode())
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
     results[key] = data
-    write_atomic(json_path, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_atomic(json_path, (json.dumps(results, indent=2, sort_keys=True) + "\n").encode())

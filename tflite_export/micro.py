@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export.model import TFLiteModel, write_atomic
+from tflite_export.model import NUMPY_TYPES, TFLiteModel, write_atomic
 
 __all__ = ["export_micro", "MicroArtifacts", "find_arena_size", "resolver_method", "run_micro"]
 
@@ -93,8 +93,7 @@ def run_micro(tfl: TFLiteModel, inputs: list[np.ndarray], arena_size: int) -> li
 
 
 def _probe_inputs(tfl: TFLiteModel) -> list[np.ndarray]:
-    dtypes = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "FLOAT32": np.float32}
-    return [np.zeros(t.shape, dtype=dtypes.get(t.dtype, np.int8)) for t in tfl.inputs]
+    return [np.zeros(t.shape, dtype=NUMPY_TYPES.get(t.dtype, np.int8)) for t in tfl.inputs]
 
 
 def _works(tfl: TFLiteModel, size: int, inputs) -> bool:

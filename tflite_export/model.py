@@ -13,9 +13,9 @@ import numpy as np
 
 from tflite_export import _schema
 
-__all__ = ["TFLiteModel", "TensorInfo", "write_atomic"]
+__all__ = ["NUMPY_TYPES", "TFLiteModel", "TensorInfo", "write_atomic"]
 
-_NUMPY_TYPES = {
+NUMPY_TYPES = {
     "FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8,
     "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
 }
@@ -172,7 +172,7 @@ class TFLiteModel:
         raw = self._fb.buffers[self._fb.subgraphs[0].tensors[info.index].buffer].data
         if raw is None or not info.is_constant:
             raise ValueError(f"Tensor '{info.name}' is not a constant with stored data.")
-        dtype = _NUMPY_TYPES.get(info.dtype)
+        dtype = NUMPY_TYPES.get(info.dtype)
         if dtype is None:
             raise ValueError(f"Tensor '{info.name}' has type {info.dtype}, which is packed; "
                              "read it with the LiteRT interpreter instead.")
@@ -205,7 +205,7 @@ class TFLiteModel:
         info = self.inputs[index]
         if not info.scale:
             return np.asarray(x, dtype=np.float32)
-        dtype = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}[info.dtype]
+        dtype = NUMPY_TYPES[info.dtype]
         q = np.round(np.asarray(x, np.float32) / info.scale[0] + info.zero_point[0])
         return np.clip(q, np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
 
