@@ -315,3 +315,25 @@ def test_android_artifacts(trained_cnn, digits_split, tmp_path):
         tflite_export.export_android(tfl, tmp_path / "a2", mean=[0.0, 1.0])
     with pytest.raises(ValueError, match="`signature_name`"):
         tflite_export.convert(trained_cnn, mode="float32", signature_name="not valid")
+
+
+@pytest.mark.slow
+def test_lenet5_mnist_int8_litert_and_micro_agree_on_evaluation_split(mnist_split, tmp_path):
+    """LeNet-5 on the MNIST split: int8 kernels only, LiteRT vs TFLite-Micro argmax
+    agreement >= 99.5 % on all 2,000 evaluation images, TFLite within 1 point of Keras."""
+    (x, y), (xt, yt) = mnist_split
+    x, xt = x[..., None], xt[..., None]
+    keras.utils.set_random_seed(11)
+    model = compile_classifier(kc.models.lenet5())
+    model.fit(x, y, batch_size=128, epochs=2, verbose=0)
+    tfl = tflite_export.convert(model, mode="int8", representative_data=x[:300])
+    assert {t.dtype for t in tfl.tensors} <= {"INT8", "INT32"}
+    result = tflite_export.benchmark(tfl, xt, yt, keras_model=model, runs=10, progress=False)
+    assert result.eval_samples == 2000
+    assert result.micro_agreement >= 0.995
+    assert abs(result.litert_accuracy - result.keras_accuracy) <= 0.01
+    art = tflite_export.export_micro(tfl, tmp_path, name="lenet5")
+    assert art.arena_bytes == result.arena_bytes
+    print(f"\nLeNet-5 int8: Keras {result.keras_accuracy:.4f}, LiteRT {result.litert_accuracy:.4f}, "
+          f"TFLM {result.micro_accuracy:.4f}, agreement {result.micro_agreement:.4f}, "
+          f"{tfl.size:,} B ({tfl.gzip_size:,} gzip), arena {art.arena_bytes:,} B")
