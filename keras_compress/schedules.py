@@ -134,6 +134,8 @@ class ConstantSparsity(PruningSchedule):
     Example:
 
     ```python
+    from keras_compress import ConstantSparsity
+
     schedule = ConstantSparsity(0.5, begin_step=0, frequency=100)
     schedule(123)   # 0.5
     ```
@@ -185,6 +187,8 @@ class PolynomialDecay(PruningSchedule):
     Example:
 
     ```python
+    from keras_compress import PolynomialDecay
+
     schedule = PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1000)
     round(schedule(500), 4)   # 0.7875
     ```
