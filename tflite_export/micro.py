@@ -22,6 +22,8 @@ import contextlib
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,7 +31,14 @@ import numpy as np
 
 from tflite_export.model import NUMPY_TYPES, TFLiteModel, write_atomic
 
-__all__ = ["export_micro", "MicroArtifacts", "find_arena_size", "resolver_method", "run_micro"]
+__all__ = [
+    "MicroArtifacts",
+    "arena_works",
+    "export_micro",
+    "find_arena_size",
+    "resolver_method",
+    "run_micro",
+]
 
 # Op names whose MicroMutableOpResolver method does not follow the CamelCase rule.
 _METHOD_EXCEPTIONS = {
@@ -96,36 +105,85 @@ def _probe_inputs(tfl: TFLiteModel) -> list[np.ndarray]:
     return [np.zeros(t.shape, dtype=NUMPY_TYPES.get(t.dtype, np.int8)) for t in tfl.inputs]
 
 
-def _works(tfl: TFLiteModel, size: int, inputs) -> bool:
-    try:
-        with _quiet_native_output():
-            run_micro(tfl, inputs, size)
-        return True
-    except RuntimeError:
-        return False
+class _Prober:
+    """Runs candidate arena sizes in a child process (`_micro_probe`), restarted
+    after every failed allocation: the TFLite-Micro Python interpreter can crash
+    its process when created again after one, so the user's process never
+    tries a size that may fail."""
+
+    def __init__(self, tfl: TFLiteModel):
+        self._dir = tempfile.TemporaryDirectory()
+        self._path = Path(self._dir.name) / "model.tflite"
+        self._path.write_bytes(tfl.content)
+        self._proc = None
+
+    def _start(self):
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tflite_export._micro_probe", str(self._path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, env=env)
+
+    def _stop(self):
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def works(self, size: int) -> bool:
+        if self._proc is None:
+            self._start()
+        try:
+            self._proc.stdin.write(f"{size}\n")
+            self._proc.stdin.flush()
+            answer = self._proc.stdout.readline().strip()
+        except (BrokenPipeError, OSError):
+            answer = ""
+        if answer != "ok":  # "fail", or the child crashed: start afresh next time
+            self._stop()
+        return answer == "ok"
+
+    def close(self):
+        self._stop()
+        self._dir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def arena_works(tfl: TFLiteModel, size: int) -> bool:
+    """Whether TFLite-Micro allocates and invokes the model in `size` bytes
+    (probed in a child process, safe for sizes that fail)."""
+    with _Prober(tfl) as prober:
+        return prober.works(size)
 
 
 def find_arena_size(tfl: TFLiteModel, upper: int = 64 * 1024 * 1024) -> int:
     """The smallest arena (bytes, a multiple of 16) in which TFLite-Micro both
     allocates and invokes the model."""
     check_micro_compatible(tfl)
-    inputs = _probe_inputs(tfl)
-    high = 1024
-    while not _works(tfl, high, inputs):
-        if high >= upper:
-            raise ValueError(
-                f"TFLite-Micro could not run the model with an arena of {upper:,} bytes; "
-                "it is too large for a microcontroller, or an op failed to prepare.")
-        high = min(upper, high * 2)
-    low = 0  # known not to work (or zero)
-    while high - low > _ARENA_ALIGNMENT:
-        mid = (low + high) // 2 // _ARENA_ALIGNMENT * _ARENA_ALIGNMENT
-        if mid <= low:
-            break
-        if _works(tfl, mid, inputs):
-            high = mid
-        else:
-            low = mid
+    with _Prober(tfl) as prober:
+        high = 1024
+        while not prober.works(high):
+            if high >= upper:
+                raise ValueError(
+                    f"TFLite-Micro could not run the model with an arena of {upper:,} "
+                    "bytes; it is too large for a microcontroller, or an op failed to "
+                    "prepare.")
+            high = min(upper, high * 2)
+        low = 0  # known not to work (or zero)
+        while high - low > _ARENA_ALIGNMENT:
+            mid = (low + high) // 2 // _ARENA_ALIGNMENT * _ARENA_ALIGNMENT
+            if mid <= low:
+                break
+            if prober.works(mid):
+                high = mid
+            else:
+                low = mid
     return high
 
 
