@@ -1,0 +1,24 @@
+"""The README's Python snippets run as written (from a folder beside ../shared)."""
+
+import os
+import re
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_readme_quick_start_and_export_run(data_dir, tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    (tmp_path / "shared").symlink_to(data_dir.parent)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    namespace: dict = {}
+    for block in blocks[:2]:  # quick start, then export (which uses its `plain`, `x`)
+        exec(compile(block.replace("callbacks=[", "verbose=0, callbacks=["), "README", "exec"),
+             namespace)
+    assert namespace["tfl"].is_fully_integer
+    assert sorted(os.listdir("report")) == ["report.json", "report.md", "size_vs_accuracy.png"]
+    assert (tmp_path / "work" / "firmware" / "lenet_model_data.cc").is_file()
