@@ -147,11 +147,10 @@ def _saved_model_from_keras(
         shapes.append(shape)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    signature = specs if len(specs) > 1 else specs[0]
     archive.add_endpoint(
         signature_name,
         lambda *args: model(list(args) if len(args) > 1 else args[0], training=False),
-        input_signature=specs if len(specs) > 1 else [signature],
+        input_signature=specs,
     )
     archive.write_out(folder, verbose=False)
     return shapes

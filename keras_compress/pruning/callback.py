@@ -136,8 +136,10 @@ class PruningCallback(keras.callbacks.Callback):
             self._last_checked[id(head)] = step
 
     def on_epoch_end(self, epoch, logs=None):
-        report = self._sparsities()
-        overall = _overall(self._wrappers)
+        counts = {w.layer.name: _mask_zeros(w) for w in self._wrappers}
+        report = {name: zeros / total if total else 0.0 for name, (zeros, total) in counts.items()}
+        zeros, total = (sum(c[i] for c in counts.values()) for i in (0, 1))
+        overall = zeros / total if total else 0.0
         if logs is not None:
             logs["sparsity"] = overall
             if self.per_layer_logs:
@@ -210,12 +212,6 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper.assign_masks(new[offset: offset + count])
             offset += count
 
-    def _sparsities(self) -> dict[str, float]:
-        out = {}
-        for wrapper in self._wrappers:
-            out[wrapper.layer.name] = _overall([wrapper])
-        return out
-
     def get_config(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir, "per_layer_logs": self.per_layer_logs}
 
@@ -226,11 +222,11 @@ def _step(wrapper: PruningWrapper) -> int:
     return int(wrapper.pruning_step.numpy())
 
 
-def _overall(wrappers: list[PruningWrapper]) -> float:
+def _mask_zeros(wrapper: PruningWrapper) -> tuple[int, int]:
+    """(pruned entries, all entries) over the wrapper's kernel masks."""
     zeros = total = 0
-    for wrapper in wrappers:
-        for _, _, mask in wrapper._targets:
-            m = mask.numpy()
-            zeros += int(np.count_nonzero(m == 0))
-            total += m.size
-    return zeros / total if total else 0.0
+    for _, _, mask in wrapper._targets:
+        m = mask.numpy()
+        zeros += int(np.count_nonzero(m == 0))
+        total += m.size
+    return zeros, total
