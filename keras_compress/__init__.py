@@ -31,6 +31,13 @@ from keras_compress.pruning import (  # noqa: E402
     prune,
     sparsity,
 )
+from keras_compress.quantization import (  # noqa: E402
+    ActivationQuantizer,
+    FakeQuant,
+    QuantizationCallback,
+    QuantizeWrapper,
+    quantize,
+)
 from keras_compress.schedules import (  # noqa: E402
     ConstantSparsity,
     PolynomialDecay,
@@ -45,6 +52,11 @@ UpdatePruningStep = PruningCallback
 strip_pruning = strip
 
 __all__ = [
+    "ActivationQuantizer",
+    "FakeQuant",
+    "QuantizationCallback",
+    "QuantizeWrapper",
+    "quantize",
     "ConstantSparsity",
     "LayerSparsity",
     "PolynomialDecay",

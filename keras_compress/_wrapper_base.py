@@ -1,19 +1,65 @@
 """The contract every keras-compress training wrapper follows.
 
 A wrapper holds the original layer plus technique state (masks, ranges,
-centroids). `strip` turns it back into a plain layer of the wrapped type by
-calling `stripped()`; nothing else needs to know which technique it is.
+centroids). Wrappers nest: `QuantizeWrapper(PruningWrapper(Conv2D))` quantizes
+the pruned kernel. Each wrapper presents the *base layer* (the innermost plain
+layer) with substituted variable values; the outer wrapper starts from what
+the inner one substitutes, so effects compose without re-implementing any
+layer's `call`.
+
+`strip` turns a wrapper back into a plain layer of the base type by calling
+`stripped()`; nothing else needs to know which technique it is.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
+
+Substitutions = list[tuple[keras.Variable, Any]]
 
 
 class CompressionWrapper(keras.layers.Wrapper):
     """Base class of keras-compress layer wrappers."""
 
+    @property
+    def base_layer(self) -> keras.layers.Layer:
+        """The innermost plain layer (below every nested wrapper)."""
+        layer = self.layer
+        while isinstance(layer, CompressionWrapper):
+            layer = layer.layer
+        return layer
+
+    def substitutions(self, training: bool | None) -> Substitutions:
+        """(variable of the base layer, value to compute with) pairs: this
+        wrapper's effect composed on top of the wrappers inside it. Called
+        once per forward pass (training counters advance here)."""
+        raise NotImplementedError
+
+    def inner_substitutions(self, training: bool | None) -> Substitutions:
+        """What the wrapped wrapper substitutes (empty for a plain layer)."""
+        if isinstance(self.layer, CompressionWrapper):
+            return self.layer.substitutions(training)
+        return []
+
     def stripped(self) -> keras.layers.Layer:
         """A new plain layer, built, with this wrapper's effect baked into its
         weights (the wrapped layer's own config and name)."""
         raise NotImplementedError
+
+    def inner_stripped(self) -> keras.layers.Layer:
+        """The wrapped layer with every inner wrapper baked in."""
+        from keras_compress import model_walk
+
+        if isinstance(self.layer, CompressionWrapper):
+            return self.layer.stripped()
+        return model_walk.copy_layer(self.layer)
+
+
+def lookup(substitutions: Substitutions, variable: keras.Variable) -> Any:
+    """The substituted value of `variable`, or the variable itself."""
+    for var, value in substitutions:
+        if var is variable:
+            return value
+    return variable

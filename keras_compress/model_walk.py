@@ -54,13 +54,16 @@ def iter_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """Every layer reachable from `layer`: the leaves of Sequential/functional
     models, plus subclassed models/layers and the sub-layers they track as
-    attributes. A `CompressionWrapper` is yielded, its wrapped layer is not."""
+    attributes. A `CompressionWrapper` is yielded, and so are the wrappers
+    nested inside it, but not its plain base layer."""
     if is_graph_model(layer):
         for child in layer.layers:
             yield from walk_layers(child)
         return
     yield layer
     if isinstance(layer, CompressionWrapper):
+        if isinstance(layer.layer, CompressionWrapper):
+            yield from walk_layers(layer.layer)
         return
     for child in getattr(layer, "_layers", []):
         yield from walk_layers(child)

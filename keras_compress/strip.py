@@ -23,23 +23,30 @@ import keras
 
 from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress.quantization.activations import ActivationQuantizer
 
 __all__ = ["strip"]
 
 
 def strip(model: keras.layers.Layer) -> keras.layers.Layer:
     """Return a plain copy of `model` (or of a single wrapped layer) with all
-    training wrappers removed and their masks baked into the weights.
+    training wrappers removed and their effect baked into the weights: pruning
+    masks applied, BatchNormalization folded into the preceding kernel, QAT
+    kernels moved onto their int8 grid, and activation quantizers replaced by
+    fixed-range `FakeQuant` layers the TFLite converter reads.
 
     Raises:
         ValueError: for a subclassed model, whose graph cannot be rebuilt; strip
             its wrapped layers one by one with `strip(layer)` instead.
     """
-    if isinstance(model, CompressionWrapper):
+    if isinstance(model, (CompressionWrapper, ActivationQuantizer)):
         return model.stripped()
     if not model_walk.is_model(model):
         return model_walk.copy_layer(model)
-    return model_walk.rebuild(
-        model,
-        lambda layer: layer.stripped() if isinstance(layer, CompressionWrapper) else None,
-    )
+    return model_walk.rebuild(model, _strip_layer)
+
+
+def _strip_layer(layer: keras.layers.Layer) -> keras.layers.Layer | None:
+    if isinstance(layer, (CompressionWrapper, ActivationQuantizer)):
+        return layer.stripped()
+    return None

@@ -16,7 +16,7 @@ int16x8), `TFLiteModel` (op list, tensors, I/O quantization, sizes, atomic
 save), `export_micro` (aligned C array, op resolver, measured arena) and
 `benchmark`/`Report` (LiteRT and TFLite-Micro latency and accuracy, sizes;
 Markdown, JSON, PNG), and `export_android` (model, labels, normalization
-metadata).
+metadata), and `predict` (run LiteRT or TFLite-Micro on a batch).
 """
 
 from tflite_export.android import AndroidArtifacts, export_android
@@ -24,12 +24,14 @@ from tflite_export.benchmark import BenchmarkResult, Latency, Report, benchmark
 from tflite_export.converter import MODES, ConversionError, convert
 from tflite_export.micro import MicroArtifacts, export_micro, find_arena_size
 from tflite_export.model import TensorInfo, TFLiteModel
+from tflite_export.runtime import RUNTIMES, predict
 
 __all__ = [
     "AndroidArtifacts",
     "BenchmarkResult",
     "Latency",
     "MODES",
+    "RUNTIMES",
     "Report",
     "benchmark",
     "ConversionError",
@@ -40,4 +42,5 @@ __all__ = [
     "export_android",
     "export_micro",
     "find_arena_size",
+    "predict",
 ]

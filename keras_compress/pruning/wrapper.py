@@ -35,7 +35,7 @@ import keras
 import numpy as np
 
 from keras_compress import model_walk
-from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress._wrapper_base import CompressionWrapper, lookup
 from keras_compress.pruning import masks as masks_lib
 from keras_compress.pruning import prunable
 from keras_compress.schedules import ConstantSparsity, PruningSchedule
@@ -263,15 +263,23 @@ class PruningWrapper(CompressionWrapper):
         )
 
     # ------------------------------------------------------------------- call
-    def call(self, inputs, training=None, **kwargs):
+    def substitutions(self, training):
         if training:
             # Counted in the training step itself, so the step saved in any
             # checkpoint always matches the optimizer state saved with it.
             self.pruning_step.assign_add(1)
-        mapping = [(var, keras.ops.multiply(var, mask)) for _, var, mask in self._targets]
-        mapping += [(b, keras.ops.multiply(b, m)) for b, m in self._bias_targets]
+        inner = self.inner_substitutions(training)
+        mapping = [
+            (var, keras.ops.multiply(lookup(inner, var), mask)) for _, var, mask in self._targets
+        ]
+        mapping += [(b, keras.ops.multiply(lookup(inner, b), m)) for b, m in self._bias_targets]
+        done = {id(var) for var, _ in mapping}
+        return mapping + [(var, value) for var, value in inner if id(var) not in done]
+
+    def call(self, inputs, training=None, **kwargs):
+        mapping = self.substitutions(training)
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-            outputs = self.layer(inputs, training=training, **kwargs)
+            outputs = self.base_layer(inputs, training=training, **kwargs)
         for loss in scope.losses:
             self.add_loss(loss)
         return outputs

@@ -1,0 +1,16 @@
+"""Quantization-aware training that converts to fully int8 TFLite models."""
+
+from keras_compress.quantization import quantizers
+from keras_compress.quantization.activations import ActivationQuantizer, FakeQuant
+from keras_compress.quantization.api import quantize
+from keras_compress.quantization.callback import QuantizationCallback
+from keras_compress.quantization.wrapper import QuantizeWrapper
+
+__all__ = [
+    "ActivationQuantizer",
+    "FakeQuant",
+    "QuantizationCallback",
+    "QuantizeWrapper",
+    "quantize",
+    "quantizers",
+]

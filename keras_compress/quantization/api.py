@@ -1,0 +1,400 @@
+"""`quantize(model, ...)`: wrap a Keras 3 model for quantization-aware training.
+
+The model graph is rebuilt so that it computes what the int8 TFLite model will:
+
+- every Dense/Conv layer becomes a `QuantizeWrapper` (int8 per-channel
+  kernel); a BatchNormalization right after it is folded in, and a ReLU/ReLU6
+  after that is fused, as TFLite fuses them;
+- an `ActivationQuantizer` sits at each float model input and after each op
+  whose output TFLite stores with its own scale (fused Conv/Dense, Add,
+  Concatenate, GlobalAveragePooling, other activations...). Ops that keep their
+  input's scale (pooling, reshape, flatten, dropout, padding, upsampling) and
+  ops with a fixed output range (softmax, sigmoid, tanh) get none, so the
+  converted model holds no extra QUANTIZE/DEQUANTIZE ops.
+
+Layers with weights that have no int8 path (LayerNormalization, Embedding, a
+BatchNormalization not after a Conv/Dense, subclassed layers...) are all listed
+in one error; `skip=[...]` keeps them float on purpose.
+
+Example:
+
+```python
+import keras
+import keras_compress as kc
+
+model = keras.Sequential([
+    keras.Input((28, 28, 1)),
+    keras.layers.Conv2D(8, 3, use_bias=False),
+    keras.layers.BatchNormalization(),
+    keras.layers.ReLU(),
+    keras.layers.Flatten(),
+    keras.layers.Dense(10),
+])
+qat = kc.quantize(model)
+[type(layer).__name__ for layer in qat.layers]
+# ['ActivationQuantizer', 'QuantizeWrapper', 'ActivationQuantizer', 'Flatten',
+#  'QuantizeWrapper', 'ActivationQuantizer']
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+
+from keras_compress import model_walk
+from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress.pruning.api import LayerSelector, _selector
+from keras_compress.quantization.activations import ActivationQuantizer
+from keras_compress.quantization.wrapper import (
+    QUANTIZABLE_LAYERS,
+    QuantizeWrapper,
+    activation_name,
+    is_quantizable,
+)
+
+__all__ = ["quantize"]
+
+L = keras.layers
+# Ops whose int8 output keeps the input's scale and zero point.
+_SAME_SCALE = (
+    L.InputLayer, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
+    L.AveragePooling2D, L.AveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+    L.GlobalMaxPooling3D, L.Reshape, L.Flatten, L.Dropout, L.SpatialDropout1D,
+    L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout,
+    L.AlphaDropout, L.ActivityRegularization, L.ZeroPadding1D, L.ZeroPadding2D,
+    L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D,
+    L.UpSampling2D, L.UpSampling3D, L.Permute, L.RepeatVector, L.Identity,
+)
+# Activations whose int8 output range TFLite fixes itself.
+_FIXED_RANGE = ("softmax", "sigmoid", "tanh", "hard_sigmoid", "log_softmax")
+_FUSABLE = ("relu", "relu6")
+
+
+@dataclasses.dataclass
+class _Plan:
+    kind: str  # weighted | absorbed | same | fixed | nested | float | plain
+    batchnorm: Any = None
+    activation: str | None = None  # fused ReLU/ReLU6
+    split: str | None = None  # the layer's own activation, applied after a quantizer
+    quantize_output: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    weight_bits: int
+    activation_bits: int
+    momentum: float
+    fold_batchnorm: bool
+    skip: Any  # predicate or None
+
+
+def quantize(
+    model: keras.layers.Layer,
+    *,
+    weight_bits: int = 8,
+    activation_bits: int = 8,
+    skip: LayerSelector = None,
+    fold_batchnorm: bool = True,
+    momentum: float = 0.99,
+) -> keras.layers.Layer:
+    """Return a QAT copy of `model` (the input model is not modified).
+
+    Works on Sequential and functional models, recursing into nested ones, and
+    on models already wrapped by `prune` (the masks are kept: pruned weights
+    stay exactly zero). Quantization is on from the first step; to start it
+    later in the same `fit`, add `QuantizationCallback(start_epoch=...)`.
+
+    Args:
+        model: a Sequential/functional `keras.Model`, or one Dense/Conv layer,
+            returned as a `QuantizeWrapper`.
+        weight_bits: kernel bit width (8 is what int8 TFLite runs).
+        activation_bits: activation bit width (8).
+        skip: layers to keep float on purpose (names, classes or a callable);
+            TFLite then runs them in float between DEQUANTIZE and QUANTIZE ops.
+        fold_batchnorm: fold a BatchNormalization that follows a Conv/Dense.
+        momentum: moving-average momentum of the activation ranges.
+
+    Raises:
+        ValueError: for layers that cannot be quantized (all listed, each with
+            its reason), bad arguments, or a subclassed model.
+    """
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            f"`model` must be a keras.Model or keras layer; received {type(model).__name__}."
+        )
+    if not isinstance(fold_batchnorm, bool):
+        raise ValueError(f"`fold_batchnorm` must be True or False; received {fold_batchnorm!r}.")
+    ActivationQuantizer(bits=activation_bits, momentum=momentum)  # validates both
+    if not model_walk.is_model(model):
+        if skip is not None:
+            raise ValueError("`skip` only applies when quantizing a model.")
+        return QuantizeWrapper(model, weight_bits=weight_bits)
+    if not model_walk.is_graph_model(model):
+        raise model_walk._subclassed_error(model)
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"Model '{model.name}' has no defined inputs yet. Start it with "
+            "keras.Input(shape) (or call it once on data) before quantize()."
+        )
+    names = {layer.name for layer in model_walk.iter_layers(model)}
+    options = _Options(
+        weight_bits=weight_bits,
+        activation_bits=activation_bits,
+        momentum=momentum,
+        fold_batchnorm=fold_batchnorm,
+        skip=_selector(skip, "skip", names),
+    )
+    problems: list[str] = []
+    result = _Graph(model, options, problems, quantize_inputs=True).build()
+    if problems:
+        raise ValueError(
+            f"Cannot quantize model '{model.name}':\n  - "
+            + "\n  - ".join(problems)
+            + "\nPass skip=[<layer names>] to keep these layers float on purpose "
+            "(TFLite then runs them in float), or replace them."
+        )
+    return result
+
+
+def _fusable(layer: keras.layers.Layer | None) -> str | None:
+    """'relu'/'relu6' when `layer` is a standalone activation TFLite can fuse."""
+    if isinstance(layer, L.ReLU):
+        if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
+            return None
+        if layer.max_value is None:
+            return "relu"
+        return "relu6" if float(layer.max_value) == 6.0 else None
+    if isinstance(layer, L.Activation):
+        name = activation_name(layer)
+        return name if name in _FUSABLE else None
+    return None
+
+
+class _Graph:
+    """One level of a Sequential/functional model: plan, then rebuild."""
+
+    def __init__(self, model, options: _Options, problems: list[str], quantize_inputs: bool):
+        self.model = model
+        self.options = options
+        self.problems = problems
+        self.quantize_inputs = quantize_inputs
+        self.plans: dict[int, _Plan] = {}
+        self.by_new: dict[int, _Plan] = {}
+        self.names = {layer.name for layer in model_walk.iter_layers(model)}
+        self.input_cache: dict[int, Any] = {}
+        self.new_inputs: set[int] = set()
+        self.emitted: list[keras.layers.Layer] = []
+        self._plan()
+
+    # ---------------------------------------------------------------- analysis
+    def _consumers(self):
+        consumers: dict[int, list] = {}
+        outputs: set[int] = set()
+        if isinstance(self.model, keras.Sequential):
+            layers = self.model.layers
+            for a, b in zip(layers, layers[1:]):
+                consumers.setdefault(id(a), []).append(b)
+            if layers:
+                outputs.add(id(layers[-1]))
+            return layers, consumers, outputs
+        # Keras keeps a functional graph's nodes in `_nodes_by_depth`.
+        for nodes in self.model._nodes_by_depth.values():
+            for node in nodes:
+                for tensor in node.input_tensors:
+                    producer = tensor._keras_history.operation
+                    consumers.setdefault(id(producer), []).append(node.operation)
+        for tensor in keras.tree.flatten(self.model.outputs):
+            outputs.add(id(tensor._keras_history.operation))
+        layers = [op for op in self.model.operations if not isinstance(op, L.InputLayer)]
+        return layers, consumers, outputs
+
+    def _skipped(self, layer) -> bool:
+        skip = self.options.skip
+        if skip is None:
+            return False
+        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        return bool(skip(layer) or skip(base))
+
+    def _plan(self) -> None:
+        layers, consumers, outputs = self._consumers()
+
+        def single(layer):
+            found = consumers.get(id(layer), [])
+            if len(found) != 1 or id(layer) in outputs:
+                return None
+            return found[0]
+
+        for layer in layers:
+            if id(layer) in self.plans:
+                continue
+            if self._skipped(layer):
+                self.plans[id(layer)] = _Plan("float")
+                continue
+            if isinstance(layer, QuantizeWrapper) or isinstance(layer, ActivationQuantizer):
+                self.problems.append(f"'{layer.name}' is already quantized; quantize a model once.")
+                continue
+            if model_walk.is_graph_model(layer):
+                self.plans[id(layer)] = _Plan("nested", quantize_output=False)
+                continue
+            if is_quantizable(layer):
+                self._plan_weighted(layer, single)
+                continue
+            self.plans[id(layer)] = self._plan_other(layer, single)
+
+    def _plan_weighted(self, layer, single) -> None:
+        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        own = activation_name(base)
+        plan = _Plan("weighted")
+        end = layer
+        if own == "linear":
+            nxt = single(end)
+            if (
+                self.options.fold_batchnorm
+                and isinstance(nxt, L.BatchNormalization)
+                and not self._skipped(nxt)
+                and id(nxt) not in self.plans
+            ):
+                plan.batchnorm = nxt
+                self.plans[id(nxt)] = _Plan("absorbed")
+                end = nxt
+            nxt = single(end)
+            fused = _fusable(nxt)
+            if fused and not self._skipped(nxt) and id(nxt) not in self.plans:
+                plan.activation = fused
+                self.plans[id(nxt)] = _Plan("absorbed")
+        elif own not in _FUSABLE:
+            plan.split = own
+        self.plans[id(layer)] = plan
+
+    def _plan_other(self, layer, single) -> _Plan:
+        if isinstance(layer, _SAME_SCALE):
+            return _Plan("same", quantize_output=False)
+        if isinstance(layer, (L.Activation, L.Softmax)):
+            name = "softmax" if isinstance(layer, L.Softmax) else activation_name(layer)
+            if name in _FIXED_RANGE:
+                return _Plan("fixed", quantize_output=False)
+            return _Plan("plain")
+        if layer.weights or isinstance(layer, CompressionWrapper):
+            self.problems.append(self._reason(layer))
+            return _Plan("float")
+        plan = _Plan("plain")
+        # ADD/SUB/MUL + ReLU fuse in TFLite: quantize after the activation only.
+        if isinstance(layer, (L.Add, L.Subtract, L.Multiply)) and _fusable(single(layer)):
+            plan.quantize_output = False
+        return plan
+
+    def _reason(self, layer) -> str:
+        kind = type(layer).__name__
+        if isinstance(layer, L.BatchNormalization):
+            why = ("does not directly follow a Conv/Dense layer (with a linear "
+                   "activation and no other consumer) it could be folded into")
+        elif isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+            why = ("is a depthwise and a pointwise convolution in one layer, and "
+                   "TFLite needs a quantized tensor between them; build it as "
+                   "DepthwiseConv2D + Conv2D(kernel_size=1)")
+        elif isinstance(layer, (L.Conv3D, L.Conv3DTranspose)):
+            why = "is a 3D convolution, which TFLite-Micro has no int8 kernel for"
+        elif model_walk.is_model(layer):
+            why = "is a subclassed model whose graph cannot be rebuilt"
+        else:
+            why = (f"has weights but no int8 QAT rule (supported: "
+                   f"{', '.join(c.__name__ for c in QUANTIZABLE_LAYERS)})")
+        return f"layer '{layer.name}' ({kind}) {why}"
+
+    # ----------------------------------------------------------------- rebuild
+    def _quantizer(self, name: str) -> ActivationQuantizer:
+        unique, i = f"{name}_quant", 1
+        while unique in self.names:
+            unique, i = f"{name}_quant_{i}", i + 1
+        self.names.add(unique)
+        return ActivationQuantizer(
+            bits=self.options.activation_bits, momentum=self.options.momentum, name=unique
+        )
+
+    def _emit(self, layer, *args, **kwargs):
+        self.emitted.append(layer)
+        return layer(*args, **kwargs)
+
+    def _clone(self, layer):
+        plan = self.plans.get(id(layer), _Plan("plain"))
+        if plan.kind == "absorbed":
+            new = L.Identity(name=f"{layer.name}_absorbed")
+        elif plan.kind == "nested":
+            new = _Graph(layer, self.options, self.problems, quantize_inputs=False).build()
+        elif plan.kind == "weighted":
+            new = self._wrap(layer, plan)
+        else:
+            new = model_walk.copy_layer(layer)
+        self.by_new[id(new)] = plan
+        return new
+
+    def _wrap(self, layer, plan: _Plan) -> QuantizeWrapper:
+        inner = model_walk.copy_layer(layer)
+        if plan.split:
+            base = inner.base_layer if isinstance(inner, CompressionWrapper) else inner
+            base.activation = keras.activations.get("linear")
+        batchnorm = model_walk.copy_layer(plan.batchnorm) if plan.batchnorm else None
+        wrapper = QuantizeWrapper(
+            inner,
+            batchnorm=batchnorm,
+            activation=plan.activation,
+            weight_bits=self.options.weight_bits,
+        )
+        if layer.built:
+            wrapper.build(layer.get_build_config()["input_shape"])
+        return wrapper
+
+    def _call(self, layer, *args, **kwargs):
+        plan = self.by_new[id(layer)]
+        if plan.kind == "absorbed":
+            return args[0]
+        if self.quantize_inputs:
+            args, kwargs = keras.tree.map_structure(self._quantized_input, (args, kwargs))
+        out = self._emit(layer, *args, **kwargs)
+        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        if plan.kind == "weighted" and plan.split:
+            out = self._emit(self._quantizer(base.name), out)
+            out = self._emit(L.Activation(plan.split, name=f"{base.name}_{plan.split}"), out)
+            if plan.split in _FIXED_RANGE:
+                return out
+        if plan.quantize_output and _is_float(out):
+            out = self._emit(self._quantizer(base.name), out)
+        return out
+
+    def _quantized_input(self, value):
+        if not isinstance(value, keras.KerasTensor) or id(value) not in self.new_inputs:
+            return value
+        if not _is_float(value):
+            return value
+        if id(value) not in self.input_cache:
+            name = value._keras_history.operation.name
+            self.input_cache[id(value)] = self._emit(self._quantizer(name), value)
+        return self.input_cache[id(value)]
+
+    def build(self) -> keras.Model:
+        model = self.model
+        inputs = keras.tree.map_structure(
+            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype,
+                                  name=t._keras_history.operation.name),
+            model.inputs if isinstance(model, keras.Sequential) else model.input,
+        )
+        self.new_inputs = {id(t) for t in keras.tree.flatten(inputs)}
+        if isinstance(model, keras.Sequential):
+            x = inputs[0]
+            for layer in model.layers:
+                x = self._call(self._clone(layer), x)
+            if self.problems:
+                return model
+            return keras.Sequential([inputs[0], *self.emitted], name=model.name)
+        return keras.models.clone_model(
+            model, input_tensors=inputs, clone_function=self._clone, call_function=self._call
+        )
+
+
+def _is_float(tensor) -> bool:
+    return all(
+        "float" in str(t.dtype) for t in keras.tree.flatten(tensor) if hasattr(t, "dtype")
+    )

@@ -1,0 +1,315 @@
+"""`QuantizeWrapper`: quantization-aware training of one Dense/Conv layer.
+
+The wrapper hands the layer a fake-quantized kernel (symmetric int8 per output
+channel, see `quantizers`) and, when a BatchNormalization follows the layer,
+folds it in during training the way the deployed model computes it:
+
+    s = gamma / sqrt(moving_var + eps)          # per output channel
+    z = conv(x, fake_quant(W * s)) / s + b      # one convolution
+    y = (z - mean) / sqrt(var + eps) * gamma + beta
+
+With batch statistics (`mean`, `var` of `z`) while training, and moving
+statistics once frozen and at inference, where `y` is exactly
+`conv(x, fake_quant(W * s)) + (b - moving_mean) * s + beta`: the folded layer
+`strip()` writes out. A following ReLU/ReLU6 is fused too (TFLite fuses it
+into the convolution). The layer may itself be wrapped (e.g. a
+`PruningWrapper`): its masked kernel is what gets folded and quantized, so
+pruned zeros stay exactly zero.
+
+Example:
+
+```python
+import keras
+import numpy as np
+import keras_compress as kc
+
+conv = keras.layers.Conv2D(4, 3, use_bias=False)
+layer = kc.QuantizeWrapper(conv, batchnorm=keras.layers.BatchNormalization(),
+                           activation="relu")
+y = layer(np.random.rand(2, 8, 8, 3).astype("float32"), training=True)
+plain = layer.stripped()      # Conv2D(activation="relu", use_bias=True), BN folded
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_compress import model_walk
+from keras_compress._wrapper_base import CompressionWrapper, lookup
+from keras_compress.pruning import prunable
+from keras_compress.quantization import quantizers
+
+__all__ = ["QuantizeWrapper", "QUANTIZABLE_LAYERS", "is_quantizable", "FUSABLE_ACTIVATIONS"]
+
+QUANTIZABLE_LAYERS: tuple[type, ...] = (
+    keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+)
+# Activations TFLite fuses into CONV_2D / FULLY_CONNECTED / ADD.
+FUSABLE_ACTIVATIONS = ("relu", "relu6")
+_EXCLUDED = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D, keras.layers.Conv3D,
+             keras.layers.Conv3DTranspose)
+
+
+def is_quantizable(layer: keras.layers.Layer) -> bool:
+    """Whether `layer` (or the base layer of a wrapper) can be QAT-wrapped."""
+    base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+    return isinstance(base, QUANTIZABLE_LAYERS) and not isinstance(base, _EXCLUDED)
+
+
+def activation_name(layer: keras.layers.Layer) -> str:
+    """'linear', 'relu', 'relu6' or another Keras activation name."""
+    fn = getattr(layer, "activation", None)
+    if fn is None:
+        return "linear"
+    name = keras.activations.serialize(fn)
+    return name if isinstance(name, str) else getattr(fn, "__name__", str(name))
+
+
+def _apply_activation(name: str | None, x):
+    if name in (None, "linear"):
+        return x
+    if name == "relu6":
+        return keras.ops.relu6(x)
+    return keras.ops.relu(x)
+
+
+@keras.saving.register_keras_serializable(package="keras_compress")
+class QuantizeWrapper(CompressionWrapper):
+    """QAT for a Dense/Conv layer, with an optional folded BatchNormalization
+    and a fused ReLU/ReLU6.
+
+    Use `keras_compress.quantize(model)`, which also places the activation
+    quantizers and finds the Conv+BN+ReLU patterns; use this class directly to
+    build quantized layers by hand (e.g. inside a subclassed model).
+
+    Args:
+        layer: Dense, Conv1D/2D, DepthwiseConv1D/2D, Conv1D/2DTranspose, or a
+            keras-compress wrapper (e.g. `PruningWrapper`) around one.
+        batchnorm: a BatchNormalization (last axis) applied to the layer's
+            output, folded into the kernel. The layer's own activation must then
+            be linear.
+        activation: "relu" or "relu6" applied after the (folded) layer, or None.
+        weight_bits: kernel bit width (8; lower widths for mixed precision).
+    """
+
+    def __init__(
+        self,
+        layer: keras.layers.Layer,
+        batchnorm: keras.layers.BatchNormalization | dict | None = None,
+        activation: str | None = None,
+        weight_bits: int = 8,
+        **kwargs: Any,
+    ):
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(f"QuantizeWrapper wraps a keras layer; received {layer!r}.")
+        if isinstance(layer, QuantizeWrapper):
+            raise ValueError(f"Layer '{layer.name}' is already quantized (QuantizeWrapper).")
+        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        if not is_quantizable(layer):
+            raise ValueError(
+                f"Layer '{base.name}' ({type(base).__name__}) cannot be QAT-wrapped. "
+                f"Supported: {', '.join(c.__name__ for c in QUANTIZABLE_LAYERS)}."
+            )
+        if getattr(base, "data_format", "channels_last") != "channels_last":
+            raise ValueError(
+                f"Layer '{base.name}' uses data_format='{base.data_format}'; TFLite "
+                "kernels are channels_last. Rebuild the model with channels_last."
+            )
+        kwargs.setdefault("name", f"quant_{base.name}")
+        super().__init__(layer, **kwargs)
+        if isinstance(batchnorm, dict):
+            batchnorm = keras.saving.deserialize_keras_object(batchnorm)
+        if batchnorm is not None:
+            _check_foldable(base, batchnorm)
+        if activation not in (None, *FUSABLE_ACTIVATIONS):
+            raise ValueError(
+                f"`activation` of QuantizeWrapper '{self.name}' must be None, 'relu' "
+                f"or 'relu6' (the activations TFLite fuses); received {activation!r}."
+            )
+        if activation is not None and activation_name(base) not in ("linear",):
+            raise ValueError(
+                f"Layer '{base.name}' already applies activation "
+                f"'{activation_name(base)}'; a fused `activation` needs a linear layer."
+            )
+        self.batchnorm = batchnorm
+        self.activation = activation
+        self.weight_bits = int(weight_bits)
+        quantizers.weight_levels(self.weight_bits)  # validates
+        layout = prunable.prunable_weights(base)[0]
+        self._channel_axes = layout.output_axes
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        base = self.base_layer
+        self._kernel = prunable.variable(base, "kernel")
+        self._bias = prunable.variable(base, "bias")
+        out_shape = base.compute_output_shape(input_shape)
+        if self.batchnorm is not None:
+            axis = self.batchnorm.axis
+            axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+            if not isinstance(axis, int) or axis % len(out_shape) != len(out_shape) - 1:
+                raise ValueError(
+                    f"BatchNormalization '{self.batchnorm.name}' normalizes axis "
+                    f"{self.batchnorm.axis}; only the channel (last) axis can be folded "
+                    f"into layer '{base.name}'."
+                )
+            if not self.batchnorm.built:
+                self.batchnorm.build(out_shape)
+        if self.batchnorm is not None:
+            channels = int(np.prod([self._kernel.shape[a] for a in self._channel_axes]))
+            if self.batchnorm.moving_mean.shape[0] != channels:
+                raise ValueError(
+                    f"BatchNormalization '{self.batchnorm.name}' normalizes "
+                    f"{self.batchnorm.moving_mean.shape[0]} channels but layer "
+                    f"'{base.name}' outputs {channels}."
+                )
+        self.enabled = self.add_weight(
+            name="quantize_enabled", shape=(), initializer="ones", trainable=False
+        )
+        self.bn_frozen = self.add_weight(
+            name="bn_frozen", shape=(), initializer="zeros", trainable=False
+        )
+        self.built = True
+
+    # ------------------------------------------------------------- arithmetic
+    def _kernel_shape_scale(self, s):
+        """Per-channel factor `s` reshaped to broadcast over the kernel."""
+        shape = [
+            self._kernel.shape[i] if any(i == a % len(self._kernel.shape) for a in self._channel_axes)
+            else 1
+            for i in range(len(self._kernel.shape))
+        ]
+        return keras.ops.reshape(s, shape)
+
+    def _bn_scale(self):
+        bn = self.batchnorm
+        gamma = bn.gamma if bn.scale else 1.0
+        return gamma * keras.ops.rsqrt(bn.moving_variance + bn.epsilon)
+
+    def substitutions(self, training):
+        inner = self.inner_substitutions(training)
+        w = lookup(inner, self._kernel)
+        if self.batchnorm is not None:
+            w = w * self._kernel_shape_scale(self._bn_scale())
+        wq = w + self.enabled * (
+            quantizers.fake_quant_weight(w, self._channel_axes, self.weight_bits) - w
+        )
+        mapping = [(self._kernel, wq)]
+        if self._bias is not None:
+            b = lookup(inner, self._bias)
+            if self.batchnorm is not None:
+                b = b * self._bn_scale()
+            mapping.append((self._bias, b))
+        done = {id(v) for v, _ in mapping}
+        return mapping + [(v, val) for v, val in inner if id(v) not in done]
+
+    def call(self, inputs, training=None):
+        mapping = self.substitutions(training)
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+            y = self.base_layer(inputs, training=training)
+        for loss in scope.losses:
+            self.add_loss(loss)
+        if self.batchnorm is not None:
+            y = self._batchnorm(y, training)
+        return _apply_activation(self.activation, y)
+
+    def _batchnorm(self, y, training):
+        bn = self.batchnorm
+        s = self._bn_scale()
+        safe = keras.ops.where(keras.ops.equal(s, 0.0), 1.0, s)
+        z = y / safe
+        gamma = bn.gamma if bn.scale else 1.0
+        beta = bn.beta if bn.center else 0.0
+        if training and bn.trainable:
+            axes = list(range(len(z.shape) - 1))
+            batch_mean, batch_var = keras.ops.moments(z, axes=axes)
+            frozen = self.bn_frozen
+            mean = frozen * bn.moving_mean + (1.0 - frozen) * batch_mean
+            var = frozen * bn.moving_variance + (1.0 - frozen) * batch_var
+            m = bn.momentum
+            live = 1.0 - frozen
+            bn.moving_mean.assign(
+                bn.moving_mean + live * (1.0 - m) * (keras.ops.stop_gradient(batch_mean) - bn.moving_mean)
+            )
+            bn.moving_variance.assign(
+                bn.moving_variance
+                + live * (1.0 - m) * (keras.ops.stop_gradient(batch_var) - bn.moving_variance)
+            )
+        else:
+            mean, var = bn.moving_mean, bn.moving_variance
+        return (z - mean) * keras.ops.rsqrt(var + bn.epsilon) * gamma + beta
+
+    def compute_output_shape(self, input_shape):
+        return self.base_layer.compute_output_shape(input_shape)
+
+    # ------------------------------------------------------------------ strip
+    def folded_weights(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(kernel, bias) of the deployed layer: inner wrappers baked, BN folded,
+        kernel on its int grid. The bias is None when the layer has none."""
+        plain = self.inner_stripped()
+        w = np.asarray(prunable.variable(plain, "kernel").numpy(), np.float32)
+        bias_var = prunable.variable(plain, "bias")
+        b = None if bias_var is None else np.asarray(bias_var.numpy(), np.float32)
+        if self.batchnorm is not None:
+            bn = self.batchnorm
+            s = np.asarray(keras.ops.convert_to_numpy(self._bn_scale()), np.float32)
+            w = w * np.asarray(keras.ops.convert_to_numpy(self._kernel_shape_scale(s)))
+            beta = bn.beta.numpy() if bn.center else 0.0
+            b0 = 0.0 if b is None else b
+            b = ((b0 - bn.moving_mean.numpy()) * s + beta).astype(np.float32)
+        w = quantizers.quantize_weight_np(w, self._channel_axes, self.weight_bits)
+        return w, b
+
+    def stripped(self) -> keras.layers.Layer:
+        kernel, bias = self.folded_weights()
+        base = self.base_layer
+        config = base.get_config()
+        if self.activation is not None:
+            config["activation"] = self.activation
+        if bias is not None:
+            config["use_bias"] = True
+        plain = base.__class__.from_config(config)
+        plain.build_from_config(base.get_build_config())
+        prunable.variable(plain, "kernel").assign(kernel)
+        if bias is not None:
+            prunable.variable(plain, "bias").assign(bias)
+        return plain
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            batchnorm=None if self.batchnorm is None
+            else keras.saving.serialize_keras_object(self.batchnorm),
+            activation=self.activation,
+            weight_bits=self.weight_bits,
+        )
+        return config
+
+
+def _check_foldable(base: keras.layers.Layer, bn: keras.layers.Layer) -> None:
+    if not isinstance(bn, keras.layers.BatchNormalization):
+        raise ValueError(f"`batchnorm` must be a BatchNormalization layer; received {bn!r}.")
+    if activation_name(base) != "linear":
+        raise ValueError(
+            f"BatchNormalization '{bn.name}' cannot be folded into '{base.name}', "
+            f"which applies activation '{activation_name(base)}' before it. Use a "
+            "linear layer followed by BatchNormalization and the activation."
+        )
+    if getattr(bn, "renorm", False) or getattr(bn, "synchronized", False):
+        raise ValueError(
+            f"BatchNormalization '{bn.name}' uses renorm/synchronized statistics, "
+            "which QAT folding does not reproduce; use a plain BatchNormalization."
+        )
