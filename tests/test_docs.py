@@ -1,24 +1,22 @@
-"""Every `Example:` block in keras_compress docstrings runs as written."""
+"""Every `Example:` block in keras_compress and tflite_export docstrings runs as written."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 import textwrap
 
 import pytest
 
-MODULES = [
-    "keras_compress.datasets",
-    "keras_compress.model_walk",
-    "keras_compress.models",
-    "keras_compress.pruning.api",
-    "keras_compress.pruning.callback",
-    "keras_compress.pruning.masks",
-    "keras_compress.pruning.wrapper",
-    "keras_compress.schedules",
-    "keras_compress.strip",
-]
+# Every module of both packages (entry points excluded: they run programs).
+_ENTRY_POINTS = {"keras_compress.demo", "tflite_export.__main__", "tflite_export._micro_probe"}
+MODULES = sorted(
+    info.name
+    for package in ("keras_compress", "tflite_export")
+    for info in pkgutil.walk_packages(importlib.import_module(package).__path__, package + ".")
+    if info.name not in _ENTRY_POINTS
+)
 
 
 def _examples():
@@ -33,5 +31,6 @@ def _examples():
 
 
 @pytest.mark.parametrize("code", list(_examples()))
-def test_docstring_example_runs(code):
+def test_docstring_example_runs(code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may write files
     exec(compile(code, "<docstring example>", "exec"), {})

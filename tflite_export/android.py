@@ -8,9 +8,16 @@ input normalization `(pixel - mean) / std`, and the labels file.
 Example:
 
 ```python
+import keras
+import numpy as np
 import tflite_export
 
-tfl = tflite_export.convert(model, mode="int8", representative_data=x[:200])
+x = np.random.default_rng(0).random((200, 8, 8, 1), dtype="float32")
+y = np.arange(200) % 10
+model = keras.Sequential([keras.Input((8, 8, 1)),
+                          keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(10)])
+tfl = tflite_export.convert(model, mode="int8", representative_data=x)
 tflite_export.export_android(tfl, "app/src/main/assets", name="digits",
                              labels=[str(i) for i in range(10)], mean=0.0, std=255.0)
 ```

@@ -9,10 +9,18 @@ Keras, LiteRT and TFLite-Micro is measured on the same data.
 Example:
 
 ```python
+import keras
+import numpy as np
 import tflite_export
 
-tfl = tflite_export.convert(model, mode="int8", representative_data=x_train[:200])
-result = tflite_export.benchmark(tfl, x_test, y_test, keras_model=model, name="int8")
+x = np.random.default_rng(0).random((200, 8, 8, 1), dtype="float32")
+y = np.arange(200) % 10
+model = keras.Sequential([keras.Input((8, 8, 1)),
+                          keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(10)])
+tfl = tflite_export.convert(model, mode="int8", representative_data=x)
+result = tflite_export.benchmark(tfl, x[:20], y[:20], keras_model=model, name="int8",
+                                 runs=10, micro=False)
 report = tflite_export.Report([result])
 print(report.to_markdown())
 report.save("out/")          # report.md, report.json, size_vs_accuracy.png

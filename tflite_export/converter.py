@@ -17,9 +17,16 @@ Modes:
 Example:
 
 ```python
+import keras
+import numpy as np
 import tflite_export
 
-tfl = tflite_export.convert(model, mode="int8", representative_data=x_train[:200])
+x = np.random.default_rng(0).random((200, 8, 8, 1), dtype="float32")
+y = np.arange(200) % 10
+model = keras.Sequential([keras.Input((8, 8, 1)),
+                          keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(10)])
+tfl = tflite_export.convert(model, mode="int8", representative_data=x)
 assert tfl.is_fully_integer
 tfl.save("model.tflite")
 ```
@@ -273,7 +280,9 @@ def convert(
     if mode in ("int8", "int16x8") and not allow_float_ops:
         floats = [(op, names) for op, names in result.float_ops
                   if not (io_dtype == "float32" and op in ("QUANTIZE", "DEQUANTIZE"))]
-        if floats and representative_data is None:
+        has_ranges = any(t.dtype in ("INT8", "INT16") and not t.is_constant
+                         for t in result.tensors)
+        if floats and representative_data is None and not has_ranges:
             raise ValueError(
                 f"mode='{mode}' needs `representative_data` (a few hundred typical inputs) "
                 f"to calibrate activation ranges: op {floats[0][0]} was left in float "

@@ -8,11 +8,18 @@ size is one the real TFLite-Micro runtime accepts.
 Example:
 
 ```python
+import keras
+import numpy as np
 import tflite_export
 
-tfl = tflite_export.convert(model, mode="int8", representative_data=x[:200])
+x = np.random.default_rng(0).random((200, 8, 8, 1), dtype="float32")
+y = np.arange(200) % 10
+model = keras.Sequential([keras.Input((8, 8, 1)),
+                          keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(10)])
+tfl = tflite_export.convert(model, mode="int8", representative_data=x)
 micro = tflite_export.export_micro(tfl, "out/", name="digits")
-micro.arena_bytes, micro.files   # 6144, [out/digits_model_data.cc, ...]
+micro.arena_bytes, micro.files   # e.g. 2176, [out/digits_model_data.cc, ...]
 ```
 """
 

@@ -70,12 +70,19 @@ class TFLiteModel:
     Example:
 
     ```python
+    import keras
+    import numpy as np
     import tflite_export
 
-    tfl = tflite_export.convert(keras_model, mode="int8", representative_data=x[:100])
-    tfl.ops                 # ['CONV_2D', 'MAX_POOL_2D', 'RESHAPE', 'FULLY_CONNECTED']
+    x = np.random.default_rng(0).random((200, 8, 8, 1), dtype="float32")
+    y = np.arange(200) % 10
+    model = keras.Sequential([keras.Input((8, 8, 1)),
+                              keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    tfl = tflite_export.convert(model, mode="int8", representative_data=x)
+    tfl.ops                 # ['CONV_2D', 'RESHAPE', 'FULLY_CONNECTED']
     tfl.is_fully_integer    # True
-    tfl.inputs[0].scale     # (0.0039215...,)
+    tfl.inputs[0].scale     # (0.0039...,)
     tfl.save("model.tflite")
     ```
     """

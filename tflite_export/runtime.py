@@ -13,7 +13,7 @@ import numpy as np
 import tflite_export
 
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-tfl = tflite_export.convert(model)
+tfl = tflite_export.convert(model, mode="float32")
 y = tflite_export.predict(tfl, np.ones((3, 4), "float32"))   # shape (3, 2)
 ```
 """

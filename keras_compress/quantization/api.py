@@ -47,6 +47,7 @@ import keras
 from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning.api import LayerSelector, _selector
+from keras_compress.quantization import quantizers
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.wrapper import (
     QUANTIZABLE_LAYERS,
@@ -127,6 +128,7 @@ def quantize(
         )
     if not isinstance(fold_batchnorm, bool):
         raise ValueError(f"`fold_batchnorm` must be True or False; received {fold_batchnorm!r}.")
+    quantizers.weight_levels(weight_bits)  # validates
     ActivationQuantizer(bits=activation_bits, momentum=momentum)  # validates both
     if not model_walk.is_model(model):
         if skip is not None:

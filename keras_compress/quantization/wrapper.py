@@ -143,8 +143,8 @@ class QuantizeWrapper(CompressionWrapper):
             )
         self.batchnorm = batchnorm
         self.activation = activation
-        self.weight_bits = int(weight_bits)
-        quantizers.weight_levels(self.weight_bits)  # validates
+        quantizers.weight_levels(weight_bits)  # validates
+        self.weight_bits = weight_bits
         layout = prunable.prunable_weights(base)[0]
         self._channel_axes = layout.output_axes
 

@@ -1,0 +1,358 @@
+"""Quantization-aware training on real data: fully int8 TFLite models with no
+QUANTIZE/DEQUANTIZE inside, accuracy parity with the QAT Keras model, pruned
+zeros kept, BatchNormalization folded exactly, save/resume, clear errors."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import keras_compress as kc
+import tflite_export
+from conftest import compile_classifier
+
+L = keras.layers
+# Non-constant tensors that are shapes (e.g. RESHAPE's target) may be int32.
+INTEGER_TYPES = {"INT8", "INT32"}
+
+
+def residual_cnn() -> keras.Model:
+    """Conv2D+BN+ReLU, DepthwiseConv2D+BN+ReLU6, a 1x1 Conv+BN, a residual Add
+    with ReLU, pooling and a Dense head."""
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = L.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = L.ReLU(name="stem_relu")(x)
+    y = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    y = L.BatchNormalization(momentum=0.9, name="dw_bn")(y)
+    y = L.ReLU(6.0, name="dw_relu6")(y)
+    y = L.Conv2D(16, 1, use_bias=False, name="pw")(y)
+    y = L.BatchNormalization(momentum=0.9, name="pw_bn")(y)
+    x = L.Add(name="residual")([x, y])
+    x = L.ReLU(name="residual_relu")(x)
+    x = L.MaxPooling2D(2, name="pool")(x)
+    x = L.Reshape((7 * 7 * 16,), name="flatten")(x)
+    return keras.Model(inputs, L.Dense(10, name="logits")(x), name="residual_cnn")
+
+
+def images(split):
+    (x, y), (xt, yt) = split
+    return (x[..., None], y), (xt[..., None], yt)
+
+
+def assert_int8_graph(tfl: tflite_export.TFLiteModel) -> None:
+    """int8 I/O, only int8/int32 tensors, no QUANTIZE/DEQUANTIZE op inside."""
+    assert tfl.inputs[0].dtype == "INT8" and tfl.outputs[0].dtype == "INT8"
+    assert not {"QUANTIZE", "DEQUANTIZE"} & set(tfl.ops), tfl.ops
+    dtypes = {t.dtype for t in tfl.tensors}
+    assert dtypes <= INTEGER_TYPES, dtypes
+    for t in tfl.tensors:
+        if t.dtype == "INT32" and not t.is_constant:
+            pytest.fail(f"non-constant int32 tensor {t.name}")
+    assert tfl.is_fully_integer
+
+
+def qat_and_convert(model, split, epochs, batch_size=64, callbacks=()):
+    (x, y), (xt, yt) = split
+    qat = compile_classifier(kc.quantize(model))
+    qat.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=list(callbacks))
+    keras_acc = qat.evaluate(xt, yt, verbose=0)[1]
+    plain = kc.strip(qat)
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    return qat, plain, tfl, keras_acc
+
+
+def test_residual_cnn_qat_is_int8_end_to_end_within_half_a_point(mnist_split):
+    split = images(mnist_split)
+    _, (xt, yt) = split
+    qat, plain, tfl, keras_acc = qat_and_convert(residual_cnn(), split, epochs=3)
+    assert_int8_graph(tfl)
+    assert set(tfl.ops) == {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MAX_POOL_2D",
+                            "RESHAPE", "FULLY_CONNECTED"}
+    # BN folded and ReLU fused: one weight layer per conv, nothing else.
+    assert [type(layer).__name__ for layer in plain.layers if layer.weights] == [
+        "Conv2D", "DepthwiseConv2D", "Conv2D", "Dense"]
+    litert = np.argmax(tflite_export.predict(tfl, xt), 1)
+    litert_acc = float(np.mean(litert == yt))
+    print(f"\nresidual CNN QAT: Keras {keras_acc:.4f}, LiteRT int8 {litert_acc:.4f}")
+    assert keras_acc > 0.93
+    assert abs(litert_acc - keras_acc) <= 0.005
+    # TFLite-Micro runs it and agrees with LiteRT's reference kernels.
+    n = 300
+    micro = np.argmax(tflite_export.predict(tfl, xt[:n], "micro"), 1)
+    reference = np.argmax(tflite_export.predict(tfl, xt[:n], "litert-reference"), 1)
+    assert np.mean(micro == reference) >= 0.995
+
+
+def test_lenet5_qat_is_int8_end_to_end_within_half_a_point(mnist_split):
+    split = images(mnist_split)
+    _, (xt, yt) = split
+    qat, plain, tfl, keras_acc = qat_and_convert(kc.models.lenet5(), split, epochs=2)
+    assert_int8_graph(tfl)
+    litert_acc = float(np.mean(np.argmax(tflite_export.predict(tfl, xt), 1) == yt))
+    print(f"\nLeNet-5 QAT: Keras {keras_acc:.4f}, LiteRT int8 {litert_acc:.4f}")
+    assert keras_acc > 0.95
+    assert abs(litert_acc - keras_acc) <= 0.005
+
+
+def _fc_weight_zeros(tfl: tflite_export.TFLiteModel) -> list[int]:
+    zeros = []
+    for op, inputs, _ in tfl.operators:
+        if op == "FULLY_CONNECTED":
+            zeros.append(int(np.count_nonzero(tfl.constant(inputs[1]) == 0)))
+    return zeros
+
+
+def test_prune_then_qat_in_one_fit_keeps_every_zero(mnist_split):
+    """LeNet-300-100: prune to 80 % over epochs 0-1, QAT from epoch 2 in the
+    same fit; the int8 weights have exactly the zeros of the stripped kernels."""
+    (x, y), (xt, yt) = mnist_split
+    steps = int(np.ceil(len(x) / 64))
+    pruned = kc.prune(kc.models.lenet_300_100(),
+                      schedule=kc.PolynomialDecay(0.0, 0.8, 0, 2 * steps, frequency=steps // 4))
+    qat = compile_classifier(kc.quantize(pruned))
+    history = qat.fit(x, y, epochs=4, batch_size=64, verbose=0, callbacks=[
+        kc.PruningCallback(), kc.QuantizationCallback(start_epoch=2)])
+    assert history.history["qat"] == [0.0, 0.0, 1.0, 1.0]
+    report = kc.sparsity(qat)
+    assert report.overall == pytest.approx(0.8, abs=1e-3)
+    plain = kc.strip(qat)
+    dense = [layer for layer in plain.layers if isinstance(layer, L.Dense)]
+    masks = {w.layer.name: w._targets[0][2].numpy() for w in kc.pruning.callback
+             .find_pruning_wrappers(qat)}
+    for layer in dense:  # every pruned weight is still exactly zero
+        assert np.all(layer.kernel.numpy()[masks[layer.name] == 0] == 0)
+    stripped_zeros = [int(np.count_nonzero(layer.kernel.numpy() == 0)) for layer in dense]
+    # int8 rounding may zero a few more tiny weights, never fewer.
+    assert all(z >= r.zeros for z, r in zip(stripped_zeros, report))
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    assert_int8_graph(tfl)
+    assert _fc_weight_zeros(tfl) == stripped_zeros
+    keras_acc = qat.evaluate(xt, yt, verbose=0)[1]
+    litert_acc = float(np.mean(np.argmax(tflite_export.predict(tfl, xt), 1) == yt))
+    print(f"\npruned (0.8) LeNet-300-100 QAT: Keras {keras_acc:.4f}, LiteRT {litert_acc:.4f}")
+    assert keras_acc > 0.93 and abs(litert_acc - keras_acc) <= 0.005
+
+
+def test_int8_weights_are_the_trained_grid(digits_split):
+    """The converter stores exactly round(kernel / scale) of the stripped model:
+    per-channel scales max|w|/127, zero point 0, for conv and Dense alike."""
+    (x, y), _ = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"),
+                              L.Reshape((6 * 6 * 8,)), L.Dense(10)])
+    qat = compile_classifier(kc.quantize(model))
+    qat.fit(x, y, epochs=2, verbose=0)
+    plain = kc.strip(qat)
+    tfl = tflite_export.convert(plain, mode="int8")
+    conv, dense = (layer for layer in plain.layers if layer.weights)
+    by_op = {op: inputs[1] for op, inputs, _ in tfl.operators if len(inputs) > 1}
+    for op, layer, axes in (("CONV_2D", conv, (0, 1, 2)), ("FULLY_CONNECTED", dense, (0,))):
+        info = by_op[op]
+        kernel = layer.kernel.numpy()
+        scales = np.max(np.abs(kernel), axis=axes) / 127
+        np.testing.assert_allclose(info.scale, scales, rtol=1e-6)
+        assert set(info.zero_point) == {0}
+        stored = tfl.constant(info).astype(np.float32)
+        expected = np.round(kernel / scales)
+        # TFLite keeps output channels first.
+        expected = np.moveaxis(expected, -1, 0) if op == "CONV_2D" else expected.T
+        np.testing.assert_array_equal(stored, expected)
+
+
+def test_batchnorm_folding_is_exact_when_quantization_is_off(digits_split):
+    """With fake quantization switched off the QAT model computes what the float
+    Conv+BN+ReLU model computes, in training (batch statistics) and inference."""
+    (x, _), _ = digits_split
+    inputs = keras.Input((8, 8, 1))
+    h = L.Conv2D(6, 3, name="conv")(inputs)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.ReLU(name="relu")(h)
+    h = L.Reshape((6 * 6 * 6,))(h)
+    model = keras.Model(inputs, L.Dense(4, name="fc")(h))
+    bn = model.get_layer("bn")
+    bn.set_weights([np.linspace(0.5, 2, 6), np.linspace(-1, 1, 6),
+                    np.linspace(-0.2, 0.2, 6), np.linspace(0.5, 3, 6)])
+    qat = kc.quantize(model)
+    assert not any(isinstance(layer, L.BatchNormalization) for layer in qat.layers)
+    for layer in qat.layers:
+        if hasattr(layer, "enabled"):
+            layer.enabled.assign(0.0)
+    batch = x[:64].astype("float32")
+    np.testing.assert_allclose(qat(batch, training=False), model(batch, training=False),
+                               atol=1e-5)
+    np.testing.assert_allclose(qat(batch, training=True), model(batch, training=True),
+                               atol=1e-4)
+    wrapper = qat.get_layer("quant_conv")
+    np.testing.assert_allclose(wrapper.batchnorm.moving_mean.numpy(),
+                               bn.moving_mean.numpy(), atol=1e-6)
+
+
+@pytest.fixture
+def calibration(digits_split):
+    (x, _), _ = digits_split
+    return x[:64].astype("float32")
+
+
+def _calibrate(model, x):
+    for _ in range(3):
+        model(x, training=True)
+    return model
+
+
+STRUCTURES = {
+    "sequential_softmax_avgpool": lambda: keras.Sequential([
+        keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.AveragePooling2D(2),
+        L.Flatten(), L.Dense(10, activation="softmax")]),
+    "concatenate_gap": lambda: _functional(lambda i: L.Dense(10)(L.GlobalAveragePooling2D()(
+        L.Concatenate()([L.Conv2D(4, 1, activation="relu")(i),
+                         L.Conv2D(6, 3, padding="same")(i)])))),
+    "nested_block_sigmoid": lambda: _functional(lambda i: L.Dense(10, activation="sigmoid")(
+        L.Flatten()(keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3),
+                                      L.BatchNormalization(), L.ReLU()], name="block")(i)))),
+    "conv1d_dense_bn": lambda: keras.Sequential([
+        keras.Input((8, 8)), L.Conv1D(8, 3, activation="relu"), L.MaxPooling1D(2),
+        L.Flatten(), L.Dense(16), L.BatchNormalization(), L.ReLU(), L.Dense(10)]),
+}
+
+
+def _functional(body):
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, body(inputs))
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_structures_convert_fully_int8_and_match(name, calibration):
+    model = STRUCTURES[name]()
+    x = calibration.reshape((-1, *model.input_shape[1:]))
+    qat = _calibrate(kc.quantize(model), x)
+    plain = kc.strip(qat)
+    np.testing.assert_allclose(plain.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    assert_int8_graph(tfl)
+    step = tfl.outputs[0].scale[0]
+    litert = tflite_export.predict(tfl, x)
+    assert np.max(np.abs(litert - plain.predict(x, verbose=0))) <= 3 * step
+    np.testing.assert_array_equal(tflite_export.predict(tfl, x[:8], "micro"),
+                                  tflite_export.predict(tfl, x[:8], "litert-reference"))
+
+
+def test_qat_model_saves_loads_and_resumes(digits_split, tmp_path):
+    (x, y), (xt, _) = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, use_bias=False),
+                              L.BatchNormalization(), L.ReLU(), L.Flatten(), L.Dense(10)])
+    qat = compile_classifier(kc.quantize(kc.prune(model, skip=["dense"])))
+    callbacks = [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=1, freeze_bn_epoch=2)]
+    qat.fit(x, y, epochs=2, verbose=0, callbacks=callbacks)
+    path = tmp_path / "qat.keras"
+    qat.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(xt, verbose=0), qat.predict(xt, verbose=0))
+    for a, b in zip(qat.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # Both continue identically: epoch 2 freezes BN statistics.
+    for m in (qat, loaded):
+        keras.utils.set_random_seed(3)
+        m.fit(x, y, epochs=3, initial_epoch=2, verbose=0, shuffle=False, callbacks=[
+            kc.PruningCallback(), kc.QuantizationCallback(start_epoch=1, freeze_bn_epoch=2)])
+    np.testing.assert_allclose(loaded.predict(xt, verbose=0), qat.predict(xt, verbose=0),
+                               atol=1e-5)
+    wrapper = next(layer for layer in loaded.layers if isinstance(layer, kc.QuantizeWrapper))
+    assert float(wrapper.bn_frozen.numpy()) == 1.0
+    # The stripped model saves and loads too (FakeQuant is registered).
+    kc.strip(loaded).save(tmp_path / "plain.keras")
+    again = keras.models.load_model(tmp_path / "plain.keras")
+    np.testing.assert_allclose(again.predict(xt, verbose=0), loaded.predict(xt, verbose=0),
+                               atol=1e-6)
+
+
+def test_callback_observes_before_start_and_freezes(digits_split):
+    (x, y), _ = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, use_bias=False),
+                              L.BatchNormalization(), L.ReLU(), L.Flatten(), L.Dense(10)])
+    qat = compile_classifier(kc.quantize(model))
+    qat.fit(x, y, epochs=1, verbose=0, callbacks=[kc.QuantizationCallback(start_epoch=1)])
+    quantizers = [layer for layer in qat.layers if isinstance(layer, kc.ActivationQuantizer)]
+    assert all(float(q.enabled.numpy()) == 0.0 for q in quantizers)
+    assert all(q.range[1] > q.range[0] for q in quantizers)  # observed while off
+    wrapper = next(layer for layer in qat.layers if isinstance(layer, kc.QuantizeWrapper))
+    qat.fit(x, y, epochs=3, initial_epoch=1, verbose=0, callbacks=[
+        kc.QuantizationCallback(start_epoch=1, freeze_bn_epoch=2, freeze_ranges_epoch=2)])
+    frozen_stats = wrapper.batchnorm.moving_mean.numpy()
+    frozen_range = quantizers[0].range
+    qat.fit(x, y, epochs=4, initial_epoch=3, verbose=0, callbacks=[
+        kc.QuantizationCallback(start_epoch=1, freeze_bn_epoch=2, freeze_ranges_epoch=2)])
+    np.testing.assert_array_equal(wrapper.batchnorm.moving_mean.numpy(), frozen_stats)
+    assert quantizers[0].range == frozen_range
+    assert float(wrapper.enabled.numpy()) == 1.0
+
+
+def test_strip_before_training_names_the_quantizer():
+    qat = kc.quantize(keras.Sequential([keras.Input((4,)), L.Dense(2)]))
+    with pytest.raises(ValueError, match="has not seen any training batch"):
+        kc.strip(qat)
+
+
+def test_unquantizable_layers_are_all_listed_and_skip_keeps_them_float(calibration):
+    inputs = keras.Input((8, 8, 1))
+    h = L.Reshape((64,))(inputs)
+    h = L.LayerNormalization(name="norm")(h)
+    h = L.Dense(16, name="fc")(h)
+    h = L.Add(name="add")([h, h])
+    h = L.BatchNormalization(name="lonely_bn")(h)
+    model = keras.Model(inputs, L.Dense(10, name="head")(h))
+    with pytest.raises(ValueError) as info:
+        kc.quantize(model)
+    message = str(info.value)
+    assert "'norm' (LayerNormalization)" in message
+    assert "'lonely_bn' (BatchNormalization) does not directly follow" in message
+    assert "skip=" in message
+    qat = _calibrate(kc.quantize(model, skip=["norm", "lonely_bn"]), calibration)
+    tfl = tflite_export.convert(kc.strip(qat), mode="int8", allow_float_ops=True)
+    assert tfl.float_ops and "QUANTIZE" in tfl.ops  # float on purpose, as asked
+    with pytest.raises(tflite_export.ConversionError, match="float"):
+        tflite_export.convert(kc.strip(qat), mode="int8")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(weight_bits=9), "weight_bits"),
+    (dict(weight_bits="8"), "weight_bits"),
+    (dict(activation_bits=1), "activation_bits"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(skip=["no_such_layer"]), "no_such_layer"),
+    (dict(fold_batchnorm="yes"), "fold_batchnorm"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    model = keras.Sequential([keras.Input((4,)), L.Dense(2)])
+    with pytest.raises(ValueError, match=match):
+        kc.quantize(model, **kwargs)
+
+
+def test_refusals_name_the_layer():
+    seq = keras.Sequential([keras.Input((8, 8, 3)), L.SeparableConv2D(4, 3, name="sep")])
+    with pytest.raises(ValueError, match="'sep' .*DepthwiseConv2D \\+ Conv2D"):
+        kc.quantize(seq)
+    qat = kc.quantize(keras.Sequential([keras.Input((4,)), L.Dense(2)]))
+    with pytest.raises(ValueError, match="already quantized"):
+        kc.quantize(qat)
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = L.Dense(2)
+
+        def call(self, x):
+            return self.fc(x)
+
+    with pytest.raises(ValueError, match="subclassed"):
+        kc.quantize(Sub())
+    with pytest.raises(ValueError, match="channels_last"):
+        kc.QuantizeWrapper(L.Conv2D(2, 3, data_format="channels_first"))
+    with pytest.raises(ValueError, match="'relu' or 'relu6'"):
+        kc.QuantizeWrapper(L.Dense(2), activation="gelu")
+    with pytest.raises(ValueError, match="start_epoch"):
+        kc.QuantizationCallback(start_epoch=3, freeze_bn_epoch=1)
+    with pytest.raises(ValueError, match="no quantized layer"):
+        model = compile_classifier(keras.Sequential([keras.Input((4,)), L.Dense(2)]))
+        model.fit(np.zeros((4, 4)), np.zeros(4), verbose=0,
+                  callbacks=[kc.QuantizationCallback()])
