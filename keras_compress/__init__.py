@@ -23,6 +23,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 from keras_compress import datasets, models, schedules  # noqa: E402
+from keras_compress.distillation import DistillationCallback, Distiller  # noqa: E402
 from keras_compress.pruning import (  # noqa: E402
     LayerSparsity,
     PruningCallback,
@@ -44,6 +45,7 @@ from keras_compress.schedules import (  # noqa: E402
     PruningSchedule,
     Schedule,
 )
+from keras_compress.recipe import recipe  # noqa: E402
 from keras_compress.strip import strip  # noqa: E402
 
 # TFMOT names, so `tfmot.sparsity.keras.X` becomes `keras_compress.X`.
@@ -57,7 +59,10 @@ __all__ = [
     "QuantizationCallback",
     "QuantizeWrapper",
     "quantize",
+    "recipe",
     "ConstantSparsity",
+    "DistillationCallback",
+    "Distiller",
     "LayerSparsity",
     "PolynomialDecay",
     "PruningCallback",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 import keras as _keras
 
-__all__ = ["lenet_300_100", "lenet5"]
+__all__ = ["lenet_300_100", "lenet5", "resnet8"]
 
 
 def lenet_300_100(
@@ -61,3 +61,40 @@ def lenet5(
     x = keras.layers.Dense(500, activation="relu", name="fc1")(x)
     outputs = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name="lenet5")
+
+
+def resnet8(
+    input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10, keras_module=None
+) -> keras.Model:
+    """ResNet-8 in the shape of the MLPerf Tiny image-classification reference
+    (CIFAR-10): a 16-filter stem and three residual stacks of 16, 32 and 64
+    filters (Conv+BN+ReLU, Conv+BN, Add, ReLU; a strided 1x1 convolution on the
+    shortcut where the width changes), 8x8 average pooling and a Dense head
+    (78,666 parameters). Outputs logits; L2 weight decay 1e-4 on the kernels as
+    in the reference."""
+    keras = keras_module or _keras
+    layers = keras.layers
+    l2 = keras.regularizers.L2(1e-4)
+
+    def conv(filters, kernel, strides, name):
+        return layers.Conv2D(filters, kernel, strides=strides, padding="same",
+                             kernel_initializer="he_normal", kernel_regularizer=l2, name=name)
+
+    inputs = keras.Input(input_shape, name="image")
+    x = conv(16, 3, 1, "stem")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stack, (filters, strides) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+        y = conv(filters, 3, strides, f"s{stack}_conv1")(x)
+        y = layers.BatchNormalization(name=f"s{stack}_bn1")(y)
+        y = layers.ReLU(name=f"s{stack}_relu1")(y)
+        y = conv(filters, 3, 1, f"s{stack}_conv2")(y)
+        y = layers.BatchNormalization(name=f"s{stack}_bn2")(y)
+        if strides != 1:
+            x = conv(filters, 1, strides, f"s{stack}_shortcut")(x)
+        x = layers.Add(name=f"s{stack}_add")([x, y])
+        x = layers.ReLU(name=f"s{stack}_relu")(x)
+    x = layers.AveragePooling2D(pool_size=x.shape[1], name="pool")(x)
+    x = layers.Reshape((x.shape[-1],), name="flatten")(x)
+    outputs = layers.Dense(num_classes, kernel_regularizer=l2, name="logits")(x)
+    return keras.Model(inputs, outputs, name="resnet8")

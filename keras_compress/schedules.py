@@ -30,7 +30,8 @@ from typing import Any
 
 import keras
 
-__all__ = ["Schedule", "PruningSchedule", "ConstantSparsity", "PolynomialDecay"]
+__all__ = ["Schedule", "PruningSchedule", "ConstantSparsity", "PolynomialDecay", "Constant",
+           "Linear", "Cosine"]
 
 _PACKAGE = "keras_compress"
 
@@ -235,3 +236,93 @@ class PolynomialDecay(PruningSchedule):
             "power": self.power,
             "frequency": self.frequency,
         }
+
+
+# ------------------------------------------------------------- value schedules
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number; received {value!r}.")
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Constant(Schedule):
+    """The same `value` at every step (e.g. a fixed distillation temperature).
+
+    Example:
+
+    ```python
+    from keras_compress.schedules import Constant
+
+    Constant(4.0)(1000)   # 4.0
+    ```
+    """
+
+    def __init__(self, value: float):
+        self.value = _check_number("value", value)
+
+    def __call__(self, step: int) -> float:
+        return self.value
+
+    def get_config(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+
+class _Ramp(Schedule):
+    def __init__(self, start: float, end: float, begin_step: int, end_step: int):
+        self.start = _check_number("start", start)
+        self.end = _check_number("end", end)
+        self.begin_step = _check_int("begin_step", begin_step, 0)
+        self.end_step = _check_int("end_step", end_step, 0)
+        if self.end_step < self.begin_step:
+            raise ValueError(
+                f"`end_step` ({end_step}) must be >= `begin_step` ({begin_step})."
+            )
+
+    def _progress(self, step: int) -> float:
+        if step <= self.begin_step:
+            return 0.0
+        if step >= self.end_step:
+            return 1.0
+        return (step - self.begin_step) / (self.end_step - self.begin_step)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "begin_step": self.begin_step,
+                "end_step": self.end_step}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Linear(_Ramp):
+    """`start` until `begin_step`, then a straight line to `end` at `end_step`.
+
+    Example:
+
+    ```python
+    from keras_compress.schedules import Linear
+
+    alpha = Linear(start=0.1, end=0.5, begin_step=0, end_step=100)
+    alpha(0), alpha(50), alpha(200)   # (0.1, 0.3, 0.5)
+    ```
+    """
+
+    def __call__(self, step: int) -> float:
+        return self.start + (self.end - self.start) * self._progress(step)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Cosine(_Ramp):
+    """Half a cosine from `start` (at `begin_step`) to `end` (at `end_step`).
+
+    Example:
+
+    ```python
+    from keras_compress.schedules import Cosine
+
+    temperature = Cosine(start=8.0, end=2.0, begin_step=0, end_step=100)
+    temperature(0), temperature(50), temperature(100)   # (8.0, 5.0, 2.0)
+    ```
+    """
+
+    def __call__(self, step: int) -> float:
+        weight = 0.5 * (1.0 - math.cos(math.pi * self._progress(step)))
+        return self.start + (self.end - self.start) * weight

@@ -23,6 +23,7 @@ import keras
 
 from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress.distillation.distiller import Distiller
 from keras_compress.quantization.activations import ActivationQuantizer
 
 __all__ = ["strip"]
@@ -35,12 +36,16 @@ def strip(model: keras.layers.Layer) -> keras.layers.Layer:
     kernels moved onto their int8 grid, and activation quantizers replaced by
     fixed-range `FakeQuant` layers the TFLite converter reads.
 
+    A `Distiller` strips to its student alone.
+
     Raises:
         ValueError: for a subclassed model, whose graph cannot be rebuilt; strip
             its wrapped layers one by one with `strip(layer)` instead.
     """
     if isinstance(model, (CompressionWrapper, ActivationQuantizer)):
         return model.stripped()
+    if isinstance(model, Distiller):
+        return strip(model.student)
     if not model_walk.is_model(model):
         return model_walk.copy_layer(model)
     return model_walk.rebuild(model, _strip_layer)

@@ -356,3 +356,24 @@ def test_refusals_name_the_layer():
         model = compile_classifier(keras.Sequential([keras.Input((4,)), L.Dense(2)]))
         model.fit(np.zeros((4, 4)), np.zeros(4), verbose=0,
                   callbacks=[kc.QuantizationCallback()])
+
+
+def test_stock_tflite_converter_needs_no_representative_data(digits_split):
+    """`strip` output goes through the plain `tf.lite.TFLiteConverter` too."""
+    import tensorflow as tf
+
+    (x, y), (xt, yt) = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1), batch_size=1),
+                              L.Conv2D(8, 3, use_bias=False), L.BatchNormalization(), L.ReLU(),
+                              L.Flatten(), L.Dense(10)])
+    qat = compile_classifier(kc.quantize(model))
+    qat.fit(x, y, epochs=3, batch_size=1, verbose=0, steps_per_epoch=300)
+    converter = tf.lite.TFLiteConverter.from_keras_model(kc.strip(qat))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    tfl = tflite_export.TFLiteModel(converter.convert())
+    assert_int8_graph(tfl)
+    keras_acc = qat.evaluate(xt, yt, verbose=0)[1]
+    litert_acc = float(np.mean(np.argmax(tflite_export.predict(tfl, xt), 1) == yt))
+    assert abs(litert_acc - keras_acc) <= 0.01

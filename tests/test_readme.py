@@ -16,9 +16,12 @@ def test_readme_quick_start_and_export_run(data_dir, tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     namespace: dict = {}
-    for block in blocks[:2]:  # quick start, then export (which uses its `plain`, `x`)
+    qat = next(b for b in blocks if "kc.quantize(" in b)
+    for block in [*blocks[:2], qat]:  # quick start, export and QAT build on each other
         exec(compile(block.replace("callbacks=[", "verbose=0, callbacks=["), "README", "exec"),
              namespace)
     assert namespace["tfl"].is_fully_integer
+    assert namespace["int8"].is_fully_integer
+    assert set(namespace["int8"].ops) == {"RESHAPE", "FULLY_CONNECTED"}
     assert sorted(os.listdir("report")) == ["report.json", "report.md", "size_vs_accuracy.png"]
     assert (tmp_path / "work" / "firmware" / "lenet_model_data.cc").is_file()

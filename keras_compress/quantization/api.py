@@ -390,7 +390,16 @@ class _Graph:
                 x = self._call(self._clone(layer), x)
             if self.problems:
                 return model
-            return keras.Sequential([inputs[0], *self.emitted], name=model.name)
+            # The layers above were called once to plan the graph; fresh copies
+            # give the Sequential layers with a single node each (a second node
+            # would make `layer.output` ambiguous, e.g. for distillation hints).
+            first = inputs[0]
+            fresh_input = keras.Input(batch_shape=first.shape, dtype=first.dtype,
+                                      name=first._keras_history.operation.name)
+            return keras.Sequential(
+                [fresh_input, *(model_walk.copy_layer(layer) for layer in self.emitted)],
+                name=model.name,
+            )
         return keras.models.clone_model(
             model, input_tensors=inputs, clone_function=self._clone, call_function=self._call
         )

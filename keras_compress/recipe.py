@@ -1,0 +1,143 @@
+"""`recipe(student, teacher=..., sparsity=..., qat_from_epoch=...)`: one call
+that composes distillation, pruning and QAT for a single `model.fit`.
+
+Example (random data, to show the calls):
+
+```python
+import keras
+import numpy as np
+import keras_compress as kc
+
+x, y = np.random.rand(256, 16).astype("float32"), np.arange(256) % 4
+teacher = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"),
+                            keras.layers.Dense(4)])
+student = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
+                            keras.layers.Dense(4)])
+train_model, callbacks = kc.recipe(student, teacher=teacher, sparsity=0.8,
+                                   prune_epochs=(0, 2), qat_from_epoch=3, steps_per_epoch=8)
+train_model.fit(x, y, batch_size=32, epochs=4, callbacks=callbacks, verbose=0)
+deployable = kc.strip(train_model)   # the student alone: zeros baked, BN folded, int8 ranges
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from keras_compress.distillation import DistillationCallback, Distiller
+from keras_compress.pruning import PruningCallback, prune
+from keras_compress.quantization import QuantizationCallback, quantize
+from keras_compress.schedules import PolynomialDecay, Schedule
+
+__all__ = ["recipe"]
+
+
+def _epoch(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative epoch index; received {value!r}.")
+    return value
+
+
+def recipe(
+    student: keras.Model,
+    teacher: keras.Model | None = None,
+    *,
+    sparsity: float | None = None,
+    prune_epochs: tuple[int, int] = (0, 1),
+    steps_per_epoch: int | None = None,
+    structure: str = "unstructured",
+    skip_pruning: Any = None,
+    qat_from_epoch: int | None = None,
+    freeze_bn_epoch: int | None = None,
+    skip_quantization: Any = None,
+    temperature: float | Schedule = 4.0,
+    alpha: float | Schedule = 0.1,
+    hints: Sequence[Sequence[str]] | None = None,
+    optimizer: str | keras.optimizers.Optimizer = "adam",
+    learning_rate: float | None = 1e-3,
+    loss: Any = None,
+    metrics: Sequence[Any] = ("accuracy",),
+) -> tuple[keras.Model, list[keras.callbacks.Callback]]:
+    """Build the training model and callbacks for one `fit` that distills,
+    prunes and quantizes.
+
+    Args:
+        student: the model to compress (Sequential or functional, logits out).
+        teacher: a trained model with the same input and output shapes; None
+            trains the student on labels alone.
+        sparsity: final sparsity in [0, 1), reached with Zhu & Gupta's cubic
+            schedule over `prune_epochs`; None: no pruning.
+        prune_epochs: (first, last) epoch of the sparsity ramp, inclusive of the
+            start, exclusive of the end: masks are final when epoch `last` begins.
+        steps_per_epoch: optimizer steps per epoch (`ceil(len(x) / batch_size)`),
+            needed to place the pruning schedule.
+        structure: "unstructured", "channel" or N:M such as "2:4".
+        skip_pruning: layers to keep dense (names, classes or a callable).
+        qat_from_epoch: first epoch with fake quantization (the masks are kept);
+            None: no QAT. Ranges are observed from the start.
+        freeze_bn_epoch: first epoch using moving BatchNormalization statistics.
+        skip_quantization: layers to keep float on purpose.
+        temperature, alpha: distillation temperature and hard-label weight,
+            numbers or schedules (per step, see `DistillationCallback`).
+        hints: (teacher layer, student layer) pairs for feature distillation.
+        optimizer, learning_rate: a Keras optimizer (name or instance); a
+            learning rate given with a name builds the optimizer with it.
+        loss: the hard-label loss; default sparse categorical cross-entropy on
+            logits.
+        metrics: compile metrics.
+
+    Returns:
+        `(train_model, callbacks)`: `train_model` is compiled; run
+        `train_model.fit(x, y, epochs=..., callbacks=callbacks)`, then
+        `kc.strip(train_model)` for the deployable student.
+    """
+    if not isinstance(student, keras.Model):
+        raise ValueError(f"`student` must be a keras.Model; received {type(student).__name__}.")
+    if teacher is not None and not isinstance(teacher, keras.Model):
+        raise ValueError(f"`teacher` must be a keras.Model or None; received {teacher!r}.")
+    callbacks: list[keras.callbacks.Callback] = []
+    model = student
+    if sparsity is not None:
+        if steps_per_epoch is None or isinstance(steps_per_epoch, bool) or not isinstance(
+                steps_per_epoch, int) or steps_per_epoch < 1:
+            raise ValueError(
+                "`steps_per_epoch` (a positive int, ceil(len(x) / batch_size)) is needed to "
+                f"place the pruning schedule; received {steps_per_epoch!r}.")
+        if not isinstance(prune_epochs, (tuple, list)) or len(prune_epochs) != 2:
+            raise ValueError(f"`prune_epochs` must be (first, last); received {prune_epochs!r}.")
+        first, last = (_epoch(e, "prune_epochs") for e in prune_epochs)
+        if last <= first:
+            raise ValueError(f"`prune_epochs`={tuple(prune_epochs)}: last must come after first.")
+        begin, end = first * steps_per_epoch, last * steps_per_epoch
+        frequency = max(1, (end - begin) // 16)
+        schedule = PolynomialDecay(0.0, sparsity, begin, end, frequency=frequency)
+        model = prune(model, schedule=schedule, structure=structure, skip=skip_pruning)
+        callbacks.append(PruningCallback())
+    if qat_from_epoch is not None:
+        start = _epoch(qat_from_epoch, "qat_from_epoch")
+        model = quantize(model, skip=skip_quantization)
+        callbacks.append(QuantizationCallback(start_epoch=start, freeze_bn_epoch=freeze_bn_epoch))
+    elif freeze_bn_epoch is not None:
+        raise ValueError("`freeze_bn_epoch` applies to QAT; set `qat_from_epoch` too.")
+    if teacher is not None:
+        t0 = temperature(0) if isinstance(temperature, Schedule) else temperature
+        a0 = alpha(0) if isinstance(alpha, Schedule) else alpha
+        model = Distiller(teacher, model, temperature=t0, alpha=a0, hints=hints)
+        scheduled = {k: v for k, v in (("temperature", temperature), ("alpha", alpha))
+                     if isinstance(v, Schedule)}
+        if scheduled:
+            callbacks.append(DistillationCallback(**scheduled))
+    elif hints:
+        raise ValueError("`hints` need a `teacher`.")
+    if isinstance(optimizer, str) and learning_rate is not None:
+        optimizer = keras.optimizers.get({"class_name": optimizer,
+                                          "config": {"learning_rate": learning_rate}})
+    model.compile(
+        optimizer=optimizer,
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=list(metrics),
+    )
+    return model, callbacks
