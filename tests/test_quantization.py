@@ -63,6 +63,7 @@ def qat_and_convert(model, split, epochs, batch_size=64, callbacks=()):
     return qat, plain, tfl, keras_acc
 
 
+@pytest.mark.slow
 def test_residual_cnn_qat_is_int8_end_to_end_within_half_a_point(mnist_split):
     split = images(mnist_split)
     _, (xt, yt) = split
@@ -85,6 +86,7 @@ def test_residual_cnn_qat_is_int8_end_to_end_within_half_a_point(mnist_split):
     assert np.mean(micro == reference) >= 0.995
 
 
+@pytest.mark.slow
 def test_lenet5_qat_is_int8_end_to_end_within_half_a_point(mnist_split):
     split = images(mnist_split)
     _, (xt, yt) = split
@@ -104,6 +106,7 @@ def _fc_weight_zeros(tfl: tflite_export.TFLiteModel) -> list[int]:
     return zeros
 
 
+@pytest.mark.slow
 def test_prune_then_qat_in_one_fit_keeps_every_zero(mnist_split):
     """LeNet-300-100: prune to 80 % over epochs 0-1, QAT from epoch 2 in the
     same fit; the int8 weights have exactly the zeros of the stripped kernels."""

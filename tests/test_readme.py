@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+import keras_compress as kc
+
 from conftest import REPO
 
 
@@ -17,11 +19,15 @@ def test_readme_quick_start_and_export_run(data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "work")
     namespace: dict = {}
     qat = next(b for b in blocks if "kc.quantize(" in b)
-    for block in [*blocks[:2], qat]:  # quick start, export and QAT build on each other
-        exec(compile(block.replace("callbacks=[", "verbose=0, callbacks=["), "README", "exec"),
-             namespace)
+    recipe = next(b for b in blocks if "kc.recipe(" in b)
+    for block in [*blocks[:2], qat, recipe]:  # each builds on the ones before
+        quiet = block.replace("callbacks=", "verbose=0, callbacks=").replace(
+            "epochs=4)", "epochs=4, verbose=0)")
+        exec(compile(quiet, "README", "exec"), namespace)
     assert namespace["tfl"].is_fully_integer
     assert namespace["int8"].is_fully_integer
     assert set(namespace["int8"].ops) == {"RESHAPE", "FULLY_CONNECTED"}
+    assert namespace["tiny"].is_fully_integer
+    assert kc.sparsity(namespace["student"]).overall >= 0.8
     assert sorted(os.listdir("report")) == ["report.json", "report.md", "size_vs_accuracy.png"]
     assert (tmp_path / "work" / "firmware" / "lenet_model_data.cc").is_file()
