@@ -4,7 +4,8 @@ The model graph is rebuilt so that it computes what the int8 TFLite model will:
 
 - every Dense/Conv layer becomes a `QuantizeWrapper` (int8 per-channel
   kernel); a BatchNormalization right after it is folded in, and a ReLU/ReLU6
-  after that is fused, as TFLite fuses them;
+  after that is fused, as TFLite fuses them; a SeparableConv becomes a
+  depthwise and a 1x1 convolution with a quantized tensor between them;
 - an `ActivationQuantizer` sits at each float model input and after each op
   whose output TFLite stores with its own scale (fused Conv/Dense, Add,
   Concatenate, GlobalAveragePooling, other activations...). Ops that keep their
@@ -69,6 +70,7 @@ _SAME_SCALE = (
     L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D,
     L.UpSampling2D, L.UpSampling3D, L.Permute, L.RepeatVector, L.Identity,
 )
+_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
 # Activations whose int8 output range TFLite fixes itself.
 _FIXED_RANGE = ("softmax", "sigmoid", "tanh", "hard_sigmoid", "log_softmax")
 _FUSABLE = ("relu", "relu6")
@@ -80,6 +82,7 @@ class _Plan:
     batchnorm: Any = None
     activation: str | None = None  # fused ReLU/ReLU6
     split: str | None = None  # the layer's own activation, applied after a quantizer
+    parts: tuple = ()  # a SeparableConv split into (depthwise, pointwise) wrappers
     quantize_output: bool = True
 
 
@@ -241,7 +244,7 @@ class _Graph:
             if model_walk.is_graph_model(layer):
                 self.plans[id(layer)] = _Plan("nested", quantize_output=False)
                 continue
-            if is_quantizable(layer):
+            if is_quantizable(layer) or isinstance(layer, _SEPARABLE):
                 self._plan_weighted(layer, single)
                 continue
             self.plans[id(layer)] = self._plan_other(layer, single)
@@ -293,10 +296,10 @@ class _Graph:
         if isinstance(layer, L.BatchNormalization):
             why = ("does not directly follow a Conv/Dense layer (with a linear "
                    "activation and no other consumer) it could be folded into")
-        elif isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-            why = ("is a depthwise and a pointwise convolution in one layer, and "
-                   "TFLite needs a quantized tensor between them; build it as "
-                   "DepthwiseConv2D + Conv2D(kernel_size=1)")
+        elif isinstance(layer, CompressionWrapper) and isinstance(layer.base_layer, _SEPARABLE):
+            why = ("is a pruned SeparableConv layer; QAT splits it into a depthwise "
+                   "and a 1x1 convolution, so quantize it first and prune after, or "
+                   "build it as DepthwiseConv2D + Conv2D(kernel_size=1)")
         elif isinstance(layer, (L.Conv3D, L.Conv3DTranspose)):
             why = "is a 3D convolution, which TFLite-Micro has no int8 kernel for"
         elif model_walk.is_model(layer):
@@ -334,6 +337,8 @@ class _Graph:
         return new
 
     def _wrap(self, layer, plan: _Plan) -> QuantizeWrapper:
+        if isinstance(layer, _SEPARABLE):
+            return self._wrap_separable(layer, plan)
         inner = model_walk.copy_layer(layer)
         if plan.split:
             base = inner.base_layer if isinstance(inner, CompressionWrapper) else inner
@@ -349,12 +354,47 @@ class _Graph:
             wrapper.build(layer.get_build_config()["input_shape"])
         return wrapper
 
+    def _wrap_separable(self, layer, plan: _Plan) -> QuantizeWrapper:
+        """SeparableConvND -> DepthwiseConvND + ActivationQuantizer + ConvND(1):
+        TFLite runs it as those two ops and needs an int8 tensor between them."""
+        two_d = isinstance(layer, L.SeparableConv2D)
+        config = layer.get_config()
+        common = dict(strides=config["strides"], padding=config["padding"],
+                      dilation_rate=config["dilation_rate"])
+        depthwise = (L.DepthwiseConv2D if two_d else L.DepthwiseConv1D)(
+            config["kernel_size"], depth_multiplier=config["depth_multiplier"],
+            use_bias=False, name=f"{layer.name}_depthwise", **common)
+        pointwise = (L.Conv2D if two_d else L.Conv1D)(
+            config["filters"], 1, use_bias=config["use_bias"],
+            activation=config["activation"] if not plan.split else None,
+            name=f"{layer.name}_pointwise")
+        shape = layer.get_build_config()["input_shape"]
+        depthwise.build(shape)
+        depthwise.kernel.assign(layer.depthwise_kernel.numpy().reshape(tuple(depthwise.kernel.shape)))
+        pointwise.build(depthwise.compute_output_shape(shape))
+        pointwise.kernel.assign(
+            layer.pointwise_kernel.numpy().reshape(tuple(pointwise.kernel.shape)))
+        if config["use_bias"]:
+            pointwise.bias.assign(layer.bias.numpy())
+        bits = self.options.weight_bits
+        plan.parts = (
+            QuantizeWrapper(depthwise, weight_bits=bits),
+            QuantizeWrapper(pointwise, batchnorm=model_walk.copy_layer(plan.batchnorm)
+                            if plan.batchnorm else None,
+                            activation=plan.activation, weight_bits=bits),
+        )
+        return plan.parts[1]
+
     def _call(self, layer, *args, **kwargs):
         plan = self.by_new[id(layer)]
         if plan.kind == "absorbed":
             return args[0]
         if self.quantize_inputs:
             args, kwargs = keras.tree.map_structure(self._quantized_input, (args, kwargs))
+        if plan.parts:
+            depthwise = plan.parts[0]
+            hidden = self._emit(depthwise, *args, **kwargs)
+            args, kwargs = (self._emit(self._quantizer(depthwise.base_layer.name), hidden),), {}
         out = self._emit(layer, *args, **kwargs)
         base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
         if plan.kind == "weighted" and plan.split:
