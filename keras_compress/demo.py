@@ -1,13 +1,15 @@
-"""The main demo: prune a small CNN during one `model.fit`, offline, in under a minute.
+"""The main demo: teacher -> one-fit recipe -> int8 TFLite and TFLite-Micro, offline.
 
     python -m keras_compress.demo                       # scikit-learn digits, ships with sklearn
     python -m keras_compress.demo --dataset=mnist --data_dir=../shared/datasets
 
-It trains the same model dense and with gradual magnitude pruning (same seed,
-same epochs), strips the wrappers, checks the pruned zeros survived a
-`.keras` save/load, and writes `report.md` and `report.json` to `--out`.
-Later stages (QAT, distillation, TFLite / TFLite-Micro export) will join this
-demo as they land.
+It trains a teacher CNN, the student alone (for comparison), then the student
+in one `fit` that distills from the teacher, prunes it and switches on
+quantization-aware training; strips it, checks a `.keras` save/load, converts
+it to a fully int8 `.tflite` without representative data, writes TFLite-Micro
+(C array, op resolver, arena) and Android artifacts, and benchmarks teacher
+and student with LiteRT and TFLite-Micro. `report.md`, `report.json` and
+`size_vs_accuracy.png` go to `--out`.
 """
 
 from __future__ import annotations
@@ -29,24 +31,37 @@ def _define_flags() -> None:
     flags.DEFINE_enum("dataset", "digits", ["digits", "mnist", "cifar10"], "Training data.")
     flags.DEFINE_string("data_dir", None, "Folder with mnist/ or cifar10/ (see keras_compress.datasets).")
     flags.DEFINE_string("out", "keras_compress_demo", "Output folder for the report and models.")
-    flags.DEFINE_integer("epochs", 20, "Training epochs (dense and pruned runs alike).")
+    flags.DEFINE_integer("epochs", 20, "Training epochs of every run (at least 3).")
     flags.DEFINE_float("sparsity", 0.8, "Final sparsity, in [0, 1).")
     flags.DEFINE_string("structure", "unstructured", "'unstructured', 'channel' or an N:M pattern.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
-def _model(input_shape, num_classes):
+def _cnn(input_shape, num_classes, width, name):
+    """Conv+BN+ReLU x2, pooling, Dense: BatchNormalization folds away under QAT."""
     import keras
 
+    layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv1")(inputs)
+    x = layers.ReLU(name="relu1")(layers.BatchNormalization(name="bn1")(x))
+    x = layers.Conv2D(2 * width, 3, padding="same", use_bias=False, name="conv2")(x)
+    x = layers.ReLU(name="relu2")(layers.BatchNormalization(name="bn2")(x))
+    x = layers.MaxPooling2D(2, name="pool")(x)
     h, w, c = x.shape[1:]
-    x = keras.layers.Reshape((h * w * c,), name="flatten")(x)
-    x = keras.layers.Dense(64, activation="relu", name="fc1")(x)
-    outputs = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name="demo_cnn")
+    x = layers.Reshape((h * w * c,), name="flatten")(x)
+    x = layers.Dense(4 * width, activation="relu", name="fc1")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _teacher(input_shape, num_classes):
+    return _cnn(input_shape, num_classes, 32, "teacher_cnn")
+
+
+def _student(input_shape, num_classes):
+    """A quarter of the teacher's width (about a tenth of its weights)."""
+    return _cnn(input_shape, num_classes, 8, "student_cnn")
 
 
 def _load(dataset, data_dir):
@@ -68,12 +83,16 @@ def run(dataset: str = "digits", data_dir: str | None = None, out: str = "keras_
     import numpy as np
 
     import keras_compress as kc
+    import tflite_export
 
+    if not isinstance(epochs, int) or epochs < 3:
+        raise ValueError(f"`epochs` must be at least 3 (prune, then quantize); received {epochs!r}.")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (x, y), (xt, yt) = _load(dataset, data_dir)
     batch = 64
     steps_per_epoch = -(-len(x) // batch)
+    num_classes = int(max(y.max(), yt.max())) + 1
     print(f"{dataset}: {len(x)} training and {len(xt)} test images of shape {x.shape[1:]}")
 
     def compiled(model):
@@ -82,52 +101,100 @@ def run(dataset: str = "digits", data_dir: str | None = None, out: str = "keras_
                       metrics=["accuracy"])
         return model
 
-    print("\n[1/3] dense baseline")
-    keras.utils.set_random_seed(seed)
-    dense = compiled(_model(x.shape[1:], 10))
-    dense.fit(x, y, batch_size=batch, epochs=epochs, verbose=2)
-    dense_acc = float(dense.evaluate(xt, yt, verbose=0)[1])
+    def accuracy(model):
+        return float(np.mean(np.argmax(model.predict(xt, verbose=0), 1) == yt))
 
-    print(f"\n[2/3] pruning to {sparsity:g} ({structure}) during fit")
+    print("\n[1/5] teacher (float)")
     keras.utils.set_random_seed(seed)
-    # Prune from epoch 1 to half-way, then let the remaining weights recover.
-    schedule = kc.PolynomialDecay(0.0, sparsity, begin_step=steps_per_epoch,
-                                  end_step=max(steps_per_epoch + 1, steps_per_epoch * epochs // 2),
-                                  frequency=10)
-    # The first conv is kept dense, as is usual: it holds 0.4 % of the weights,
-    # sees raw pixels, and its 1-3 input channels leave no room for N:M groups.
-    skip = ["conv1"]
-    pruned = compiled(kc.prune(_model(x.shape[1:], 10), schedule=schedule, structure=structure,
-                               skip=skip))
-    pruned.fit(x, y, batch_size=batch, epochs=epochs, verbose=2,
-               callbacks=[kc.PruningCallback(per_layer_logs=False)])
+    teacher = compiled(_teacher(x.shape[1:], num_classes))
+    teacher.fit(x, y, batch_size=batch, epochs=epochs, verbose=2)
 
-    print("\n[3/3] strip, save, reload")
-    plain = kc.strip(pruned)
-    path = out_dir / "pruned.keras"
-    plain.save(path)
-    reloaded = compiled(keras.models.load_model(path, compile=False))
-    pruned_acc = float(reloaded.evaluate(xt, yt, verbose=0)[1])
+    print("\n[2/5] student alone (float, same seed and epochs)")
+    keras.utils.set_random_seed(seed)
+    alone = compiled(_student(x.shape[1:], num_classes))
+    alone.fit(x, y, batch_size=batch, epochs=epochs, verbose=2)
+
+    # Prune from epoch 1 to half-way, quantize for the last quarter.
+    prune_end = max(2, epochs // 2)
+    qat_from = max(prune_end, epochs - max(1, epochs // 4))
+    print(f"\n[3/5] recipe: distill throughout, prune to {sparsity:g} ({structure}) over epochs "
+          f"1-{prune_end}, QAT from epoch {qat_from}")
+    keras.utils.set_random_seed(seed)
+    # The first conv is kept dense, as is usual: it holds few weights, sees raw
+    # pixels, and its 1-3 input channels leave no room for N:M groups.
+    train_model, callbacks = kc.recipe(
+        _student(x.shape[1:], num_classes), teacher=teacher, sparsity=sparsity,
+        prune_epochs=(1, prune_end), steps_per_epoch=steps_per_epoch, structure=structure,
+        skip_pruning=["conv1"], qat_from_epoch=qat_from, temperature=4.0, alpha=0.1)
+    callbacks[0].per_layer_logs = False
+    train_model.fit(x, y, batch_size=batch, epochs=epochs, verbose=2, callbacks=callbacks)
+
+    print("\n[4/5] strip, save, reload, convert, export")
+    student = kc.strip(train_model)
+    path = out_dir / "student.keras"
+    student.save(path)
+    reloaded = keras.models.load_model(path, compile=False)
+    same = all(np.array_equal(a, b) for a, b in zip(student.get_weights(), reloaded.get_weights()))
     report = kc.sparsity(reloaded)
-    same = all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), reloaded.get_weights()))
+    float_tfl = tflite_export.convert(teacher, mode="float32")
+    int8_tfl = tflite_export.convert(reloaded, mode="int8", io_dtype="int8")
+    float_tfl.save(out_dir / "teacher_float32.tflite")
+    int8_tfl.save(out_dir / "student_int8.tflite")
+    micro = tflite_export.export_micro(int8_tfl, out_dir / "micro", name="student")
+    tflite_export.export_android(int8_tfl, out_dir / "android", name="student",
+                                 labels=[str(i) for i in range(num_classes)])
+
+    print("\n[5/5] benchmark with LiteRT and TFLite-Micro")
+    bench = tflite_export.Report([
+        tflite_export.benchmark(float_tfl, xt, yt, keras_model=teacher, name="teacher float32",
+                                micro=False),
+        tflite_export.benchmark(int8_tfl, xt, yt, keras_model=reloaded,
+                                name=f"student int8, {sparsity:g} sparse, distilled"),
+    ])
+    bench.save_png(out_dir / "size_vs_accuracy.png")
+    int8_result = bench.results[1]
 
     results = {
         "dataset": dataset, "epochs": epochs, "structure": structure,
-        "target_sparsity": sparsity, "dense_accuracy": dense_acc,
-        "pruned_accuracy": pruned_acc, "sparsity": report.as_dict(),
+        "target_sparsity": sparsity,
+        "teacher_accuracy": accuracy(teacher),
+        "student_alone_accuracy": accuracy(alone),
+        "student_accuracy": accuracy(reloaded),
+        "student_int8_litert_accuracy": int8_result.litert_accuracy,
+        "student_int8_micro_accuracy": int8_result.micro_accuracy,
+        "fully_integer": int8_tfl.is_fully_integer,
+        "int8_ops": int8_tfl.ops,
+        "sizes": {"teacher_float32": float_tfl.size, "student_int8": int8_tfl.size,
+                  "student_int8_gzip": int8_tfl.gzip_size},
+        "micro_arena_bytes": micro.arena_bytes,
+        "sparsity": report.as_dict(),
         "reloaded_weights_identical": same, "model_path": str(path),
+        "benchmark": [r.as_dict() for r in bench.results],
     }
     markdown = "\n".join([
         f"# keras-compress demo ({dataset})", "",
         "| model | test accuracy |", "|---|---:|",
-        f"| dense, {epochs} epochs | {dense_acc:.4f} |",
-        f"| pruned to {sparsity:g} ({structure}), {epochs} epochs | {pruned_acc:.4f} |", "",
-        "## Sparsity of the stripped, saved and reloaded model", "", report.to_markdown(), "",
+        f"| teacher, float | {results['teacher_accuracy']:.4f} |",
+        f"| student alone, float | {results['student_alone_accuracy']:.4f} |",
+        f"| student, distilled + pruned to {sparsity:g} ({structure}) + QAT, Keras | "
+        f"{results['student_accuracy']:.4f} |",
+        f"| same student, int8 in LiteRT | {int8_result.litert_accuracy:.4f} |",
+        f"| same student, int8 in TFLite-Micro | "
+        f"{'-' if int8_result.micro_accuracy is None else format(int8_result.micro_accuracy, '.4f')} |",
+        "",
+        f"Sizes: teacher float32 {float_tfl.size:,} B; student int8 {int8_tfl.size:,} B "
+        f"({int8_tfl.gzip_size:,} B gzip), fully integer: {int8_tfl.is_fully_integer}, "
+        f"TFLite-Micro arena {micro.arena_bytes:,} B.",
+        "",
+        "## Interpreters", "", bench.to_markdown(), "",
+        "## Sparsity of the stripped, saved and reloaded student", "", report.to_markdown(), "",
     ])
-    (out_dir / "report.md").write_text(markdown)
-    (out_dir / "report.json").write_text(json.dumps(results, indent=2) + "\n")
+    tflite_export.model.write_atomic(out_dir / "report.md", markdown.encode())
+    tflite_export.model.write_atomic(out_dir / "report.json",
+                                     (json.dumps(results, indent=2) + "\n").encode())
     print("\n" + markdown)
-    print(f"Report written to {out_dir / 'report.md'} and {out_dir / 'report.json'}")
+    print(f"Report written to {out_dir / 'report.md'}, report.json and size_vs_accuracy.png; "
+          f"artifacts in {out_dir}/micro and {out_dir}/android")
     return results
 
 

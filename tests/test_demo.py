@@ -8,13 +8,24 @@ from keras_compress import demo
 
 
 @pytest.mark.slow
-def test_demo_writes_report_with_reached_sparsity(tmp_path):
-    results = demo.run(out=str(tmp_path), epochs=3, sparsity=0.5, seed=1)
+def test_demo_runs_recipe_to_int8_and_micro_and_writes_report(tmp_path):
+    results = demo.run(out=str(tmp_path), epochs=4, sparsity=0.5, seed=1)
     assert (tmp_path / "report.md").read_text().startswith("# keras-compress demo")
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["reloaded_weights_identical"] is True
     layers = saved["sparsity"]["layers"]
     assert layers["conv1"]["sparsity"] == 0.0  # kept dense on purpose
     for name in ("conv2", "fc1", "logits"):
-        assert layers[name]["sparsity"] == pytest.approx(0.5, abs=0.01)
-    assert 0.0 < results["pruned_accuracy"] <= 1.0
+        assert layers[name]["sparsity"] >= 0.5 - 0.01
+    assert saved["fully_integer"] is True
+    assert abs(saved["student_int8_litert_accuracy"] - saved["student_accuracy"]) <= 0.02
+    assert saved["student_int8_micro_accuracy"] is not None
+    for name in ("size_vs_accuracy.png", "student.keras", "student_int8.tflite",
+                 "micro/student_model_data.cc", "android/student.tflite"):
+        assert (tmp_path / name).is_file(), name
+    assert 0.0 < results["teacher_accuracy"] <= 1.0
+
+
+def test_demo_refuses_too_few_epochs(tmp_path):
+    with pytest.raises(ValueError, match="epochs"):
+        demo.run(out=str(tmp_path), epochs=2)
