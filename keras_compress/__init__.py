@@ -11,8 +11,9 @@ pruned.fit(x, y, epochs=5, callbacks=[kc.PruningCallback()])
 plain = kc.strip(pruned)
 ```
 
-TFMOT users: `prune_low_magnitude`, `UpdatePruningStep` and `strip_pruning` are
-aliases of `prune`, `PruningCallback` and `strip`, with the same argument names.
+TFMOT users: `prune_low_magnitude`, `UpdatePruningStep`, `strip_pruning` and
+`quantize_model` are aliases of `prune`, `PruningCallback`, `strip` and
+`quantize`, with the same argument names.
 """
 
 import os as _os
@@ -52,6 +53,7 @@ from keras_compress.strip import strip  # noqa: E402
 prune_low_magnitude = prune
 UpdatePruningStep = PruningCallback
 strip_pruning = strip
+quantize_model = quantize
 
 __all__ = [
     "ActivationQuantizer",
@@ -59,6 +61,7 @@ __all__ = [
     "QuantizationCallback",
     "QuantizeWrapper",
     "quantize",
+    "quantize_model",
     "recipe",
     "ConstantSparsity",
     "DistillationCallback",

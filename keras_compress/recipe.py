@@ -30,15 +30,9 @@ import keras
 from keras_compress.distillation import DistillationCallback, Distiller
 from keras_compress.pruning import PruningCallback, prune
 from keras_compress.quantization import QuantizationCallback, quantize
-from keras_compress.schedules import PolynomialDecay, Schedule
+from keras_compress.schedules import PolynomialDecay, Schedule, _check_int
 
 __all__ = ["recipe"]
-
-
-def _epoch(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative epoch index; received {value!r}.")
-    return value
 
 
 def recipe(
@@ -101,14 +95,14 @@ def recipe(
     callbacks: list[keras.callbacks.Callback] = []
     model = student
     if sparsity is not None:
-        if steps_per_epoch is None or isinstance(steps_per_epoch, bool) or not isinstance(
-                steps_per_epoch, int) or steps_per_epoch < 1:
+        if steps_per_epoch is None:
             raise ValueError(
-                "`steps_per_epoch` (a positive int, ceil(len(x) / batch_size)) is needed to "
-                f"place the pruning schedule; received {steps_per_epoch!r}.")
+                "`steps_per_epoch` (ceil(len(x) / batch_size)) is needed to place the "
+                "pruning schedule.")
+        _check_int("steps_per_epoch", steps_per_epoch, 1)
         if not isinstance(prune_epochs, (tuple, list)) or len(prune_epochs) != 2:
             raise ValueError(f"`prune_epochs` must be (first, last); received {prune_epochs!r}.")
-        first, last = (_epoch(e, "prune_epochs") for e in prune_epochs)
+        first, last = (_check_int("prune_epochs", e, 0) for e in prune_epochs)
         if last <= first:
             raise ValueError(f"`prune_epochs`={tuple(prune_epochs)}: last must come after first.")
         begin, end = first * steps_per_epoch, last * steps_per_epoch
@@ -117,7 +111,7 @@ def recipe(
         model = prune(model, schedule=schedule, structure=structure, skip=skip_pruning)
         callbacks.append(PruningCallback())
     if qat_from_epoch is not None:
-        start = _epoch(qat_from_epoch, "qat_from_epoch")
+        start = _check_int("qat_from_epoch", qat_from_epoch, 0)
         model = quantize(model, skip=skip_quantization)
         callbacks.append(QuantizationCallback(start_epoch=start, freeze_bn_epoch=freeze_bn_epoch))
     elif freeze_bn_epoch is not None:

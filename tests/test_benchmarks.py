@@ -23,3 +23,31 @@ def test_pruning_overhead_benchmark_writes_its_section(data_dir, tmp_path):
     assert "| lenet_300_100 |" in text and "not run" in text
     data = json.loads((tmp_path / "benchmarks.json").read_text())
     assert set(data) == {"pruning_overhead", "other"}
+
+
+@pytest.mark.slow
+def test_qat_vs_ptq_benchmark_quick_run_fills_every_row(data_dir, tmp_path):
+    from benchmarks import qat_vs_ptq
+
+    config = {"data_dir": str(data_dir), "epochs": 1, "finetune_epochs": 1, "batch_size": 64,
+              "seed": 0, "train_limit": 600, "test_limit": 200}
+    result = qat_vs_ptq.run(config)
+    rows = result["rows"]
+    assert [r["method"].split()[0] for r in rows] == ["float", "PTQ", "float", "QAT"]
+    assert all(r["int8"] is not None and 0 <= r["int8"] <= 1 for r in rows[1:])
+    assert rows[-1]["fully_integer"] and rows[-1]["quantize_ops"] == 0
+    markdown = qat_vs_ptq.render(result)
+    _report.update(qat_vs_ptq.KEY, markdown, result, docs=tmp_path)
+    assert "| QAT +1 epochs (keras-compress) |" in (tmp_path / "benchmarks.md").read_text()
+
+
+@pytest.mark.slow
+def test_distillation_benchmark_quick_run_fills_every_row(data_dir, tmp_path):
+    from benchmarks import distillation
+
+    config = {"data_dir": str(data_dir), "seeds": 1, "epochs": 1, "teacher_epochs": 1,
+              "teacher_extra": False, "temperature": 4.0, "alpha": 0.1}
+    result = distillation.run(config)
+    assert set(result["rows"][0]) == {"seed", "alone", "distilled"}
+    markdown = distillation.render(result)
+    assert "Hinton et al. 2015" in markdown and "| 0 |" in markdown

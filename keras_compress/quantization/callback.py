@@ -34,6 +34,7 @@ import keras
 from keras_compress import model_walk
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.wrapper import QuantizeWrapper
+from keras_compress.schedules import _check_int
 
 __all__ = ["QuantizationCallback", "find_quantizers"]
 
@@ -53,11 +54,7 @@ def find_quantizers(model) -> tuple[list[QuantizeWrapper], list[ActivationQuanti
 
 
 def _epoch_arg(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative epoch index or None; received {value!r}.")
-    return value
+    return None if value is None else _check_int(name, value, 0)
 
 
 @keras.saving.register_keras_serializable(package="keras_compress")
