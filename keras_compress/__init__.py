@@ -37,6 +37,7 @@ from keras_compress.quantization import (  # noqa: E402
     ActivationQuantizer,
     FakeQuant,
     QuantizationCallback,
+    QuantizedKernel,
     QuantizeWrapper,
     quantize,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "ActivationQuantizer",
     "FakeQuant",
     "QuantizationCallback",
+    "QuantizedKernel",
     "QuantizeWrapper",
     "quantize",
     "quantize_model",

@@ -174,16 +174,23 @@ class TFLiteModel:
 
     def constant(self, tensor: TensorInfo | int) -> np.ndarray:
         """The stored values of a constant tensor (weights, biases), as stored:
-        int8 weights stay int8, float32 stay float32."""
+        int8 weights stay int8, float32 stay float32, and packed INT4 weights
+        (two per byte, low nibble first) come back as int8 values in [-8, 7]."""
         info = self.tensors[tensor] if isinstance(tensor, int) else tensor
         raw = self._fb.buffers[self._fb.subgraphs[0].tensors[info.index].buffer].data
         if raw is None or not info.is_constant:
             raise ValueError(f"Tensor '{info.name}' is not a constant with stored data.")
+        data = np.asarray(raw, np.uint8)
+        if info.dtype == "INT4":
+            nibbles = np.stack([data & 0x0F, data >> 4], axis=-1).reshape(-1).astype(np.int8)
+            count = int(np.prod(info.shape))
+            return np.where(nibbles > 7, nibbles - 16, nibbles)[:count].astype(np.int8).reshape(
+                info.shape)
         dtype = NUMPY_TYPES.get(info.dtype)
         if dtype is None:
             raise ValueError(f"Tensor '{info.name}' has type {info.dtype}, which is packed; "
                              "read it with the LiteRT interpreter instead.")
-        return np.frombuffer(bytes(np.asarray(raw, np.uint8)), dtype=dtype).reshape(info.shape)
+        return np.frombuffer(bytes(data), dtype=dtype).reshape(info.shape)
 
     # ------------------------------------------------------------------ sizes
     @property

@@ -4,12 +4,14 @@ from keras_compress.quantization import quantizers
 from keras_compress.quantization.activations import ActivationQuantizer, FakeQuant
 from keras_compress.quantization.api import quantize
 from keras_compress.quantization.callback import QuantizationCallback
+from keras_compress.quantization.kernel import QuantizedKernel
 from keras_compress.quantization.wrapper import QuantizeWrapper
 
 __all__ = [
     "ActivationQuantizer",
     "FakeQuant",
     "QuantizationCallback",
+    "QuantizedKernel",
     "QuantizeWrapper",
     "quantize",
     "quantizers",

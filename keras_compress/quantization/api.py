@@ -88,7 +88,7 @@ class _Plan:
 
 @dataclasses.dataclass(frozen=True)
 class _Options:
-    weight_bits: int
+    weight_bits: Any  # int or {name or class: bits}
     activation_bits: int
     momentum: float
     fold_batchnorm: bool
@@ -98,7 +98,7 @@ class _Options:
 def quantize(
     model: keras.layers.Layer,
     *,
-    weight_bits: int = 8,
+    weight_bits: int | dict = 8,
     activation_bits: int = 8,
     skip: LayerSelector = None,
     fold_batchnorm: bool = True,
@@ -114,7 +114,10 @@ def quantize(
     Args:
         model: a Sequential/functional `keras.Model`, or one Dense/Conv layer,
             returned as a `QuantizeWrapper`.
-        weight_bits: kernel bit width (8 is what int8 TFLite runs).
+        weight_bits: kernel bit width, 8 (int8) or 4 (packed INT4 in the
+            converted model), for every layer or per layer as a dict keyed by
+            layer name or layer class, e.g. `{"fc1": 4, keras.layers.Conv2D: 8}`
+            (names win over classes; unlisted layers get 8).
         activation_bits: activation bit width (8).
         skip: layers to keep float on purpose (names, classes or a callable);
             TFLite then runs them in float between DEQUANTIZE and QUANTIZE ops.
@@ -131,11 +134,10 @@ def quantize(
         )
     if not isinstance(fold_batchnorm, bool):
         raise ValueError(f"`fold_batchnorm` must be True or False; received {fold_batchnorm!r}.")
-    quantizers.weight_levels(weight_bits)  # validates
     ActivationQuantizer(bits=activation_bits, momentum=momentum)  # validates both
     if not model_walk.is_model(model):
-        if skip is not None:
-            raise ValueError("`skip` only applies when quantizing a model.")
+        if skip is not None or isinstance(weight_bits, dict):
+            raise ValueError("`skip` and per-layer `weight_bits` only apply to a model.")
         return QuantizeWrapper(model, weight_bits=weight_bits)
     if not model_walk.is_graph_model(model):
         raise model_walk._subclassed_error(model)
@@ -145,6 +147,7 @@ def quantize(
             "keras.Input(shape) (or call it once on data) before quantize()."
         )
     names = {layer.name for layer in model_walk.iter_layers(model)}
+    _check_bits_spec(weight_bits, names)
     options = _Options(
         weight_bits=weight_bits,
         activation_bits=activation_bits,
@@ -162,6 +165,41 @@ def quantize(
             "(TFLite then runs them in float), or replace them."
         )
     return result
+
+
+_WEIGHT_BITS = (4, 8)
+
+
+def _check_bits_spec(spec: Any, names: set[str]) -> None:
+    values = spec.values() if isinstance(spec, dict) else [spec]
+    for bits in values:
+        if isinstance(bits, bool) or bits not in _WEIGHT_BITS:
+            raise ValueError(
+                f"`weight_bits` values must be 8 (int8) or 4 (packed INT4); received {bits!r}.")
+    if isinstance(spec, dict):
+        for key in spec:
+            if isinstance(key, str):
+                if key not in names:
+                    raise ValueError(
+                        f"`weight_bits` names layer '{key}', which is not in the model. "
+                        f"Layers: {sorted(names)}.")
+            elif not (isinstance(key, type) and issubclass(key, keras.layers.Layer)):
+                raise ValueError(
+                    f"`weight_bits` keys must be layer names or keras layer classes; "
+                    f"received {key!r}.")
+
+
+def _bits_for(spec: Any, layer: keras.layers.Layer) -> int:
+    if not isinstance(spec, dict):
+        return spec
+    base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+    for candidate in (layer, base):
+        if candidate.name in spec:
+            return spec[candidate.name]
+    for key, bits in spec.items():
+        if isinstance(key, type) and isinstance(base, key):
+            return bits
+    return 8
 
 
 def _fusable(layer: keras.layers.Layer | None) -> str | None:
@@ -348,7 +386,7 @@ class _Graph:
             inner,
             batchnorm=batchnorm,
             activation=plan.activation,
-            weight_bits=self.options.weight_bits,
+            weight_bits=_bits_for(self.options.weight_bits, layer),
         )
         if layer.built:
             wrapper.build(layer.get_build_config()["input_shape"])
@@ -376,7 +414,7 @@ class _Graph:
             layer.pointwise_kernel.numpy().reshape(tuple(pointwise.kernel.shape)))
         if config["use_bias"]:
             pointwise.bias.assign(layer.bias.numpy())
-        bits = self.options.weight_bits
+        bits = _bits_for(self.options.weight_bits, layer)
         plan.parts = (
             QuantizeWrapper(depthwise, weight_bits=bits),
             QuantizeWrapper(pointwise, batchnorm=model_walk.copy_layer(plan.batchnorm)

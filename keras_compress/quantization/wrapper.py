@@ -42,6 +42,7 @@ from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper, lookup
 from keras_compress.pruning import prunable
 from keras_compress.quantization import quantizers
+from keras_compress.quantization.kernel import QuantizedKernel, per_tensor_for
 
 __all__ = ["QuantizeWrapper", "QUANTIZABLE_LAYERS", "is_quantizable", "FUSABLE_ACTIVATIONS"]
 
@@ -99,7 +100,9 @@ class QuantizeWrapper(CompressionWrapper):
             output, folded into the kernel. The layer's own activation must then
             be linear.
         activation: "relu" or "relu6" applied after the (folded) layer, or None.
-        weight_bits: kernel bit width (8; lower widths for mixed precision).
+        weight_bits: kernel bit width: 8, or 4 for packed INT4 weights (per
+            output channel for convolutions, per tensor for Dense and transposed
+            convolutions); `strip` then returns a `QuantizedKernel`.
     """
 
     def __init__(
@@ -146,7 +149,7 @@ class QuantizeWrapper(CompressionWrapper):
         quantizers.weight_levels(weight_bits)  # validates
         self.weight_bits = weight_bits
         layout = prunable.prunable_weights(base)[0]
-        self._channel_axes = layout.output_axes
+        self._channel_axes = () if per_tensor_for(base, weight_bits) else layout.output_axes
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape=None):
@@ -285,6 +288,11 @@ class QuantizeWrapper(CompressionWrapper):
         prunable.variable(plain, "kernel").assign(kernel)
         if bias is not None:
             prunable.variable(plain, "bias").assign(bias)
+        if self.weight_bits < 8:
+            # The converter must see the bit width to pack the kernel (INT4).
+            low = QuantizedKernel(plain, self.weight_bits, self._channel_axes)
+            low.build(base.get_build_config()["input_shape"])
+            return low
         return plain
 
     # ----------------------------------------------------------------- config

@@ -1,0 +1,95 @@
+"""Mixed precision: 4-bit weights trained with QAT become packed INT4 tensors
+that LiteRT and TFLite-Micro run with matching outputs."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import keras_compress as kc
+import tflite_export
+from conftest import compile_classifier
+
+L = keras.layers
+
+
+def _weight_types(tfl) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for op, inputs, _ in tfl.operators:
+        if op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D") and len(inputs) > 1:
+            found.setdefault(op, []).append(inputs[1].dtype)
+    return found
+
+
+@pytest.mark.slow
+def test_lenet5_with_int4_dense_weights(mnist_split):
+    (x, y), (xt, yt) = mnist_split
+    x, xt = x[..., None], xt[..., None]
+    results = {}
+    for bits in (8, 4):
+        keras.utils.set_random_seed(0)
+        qat = compile_classifier(kc.quantize(kc.models.lenet5(),
+                                             weight_bits={keras.layers.Dense: bits}))
+        qat.fit(x, y, batch_size=64, epochs=3, verbose=0)
+        tfl = tflite_export.convert(kc.strip(qat), mode="int8", io_dtype="int8")
+        assert tfl.is_fully_integer
+        litert = np.argmax(tflite_export.predict(tfl, xt), 1)
+        micro = np.argmax(tflite_export.predict(tfl, xt, "micro"), 1)
+        results[bits] = dict(tfl=tfl, acc=float(np.mean(litert == yt)),
+                             agree=float(np.mean(litert == micro)))
+    four, eight = results[4], results[8]
+    assert _weight_types(four["tfl"]) == {"CONV_2D": ["INT8", "INT8"],
+                                          "FULLY_CONNECTED": ["INT4", "INT4"]}
+    assert _weight_types(eight["tfl"])["FULLY_CONNECTED"] == ["INT8", "INT8"]
+    assert four["agree"] >= 0.995
+    assert four["acc"] >= eight["acc"] - 0.01
+    assert four["tfl"].size <= eight["tfl"].size * 2 / 3
+    print(f"\nLeNet-5 int8 {eight['acc']:.4f} ({eight['tfl'].size:,} B), 4-bit Dense "
+          f"{four['acc']:.4f} ({four['tfl'].size:,} B), TFLite-Micro = LiteRT on "
+          f"{four['agree']:.2%}")
+
+
+def test_int4_conv_and_dense_run_in_micro_within_one_step(digits_split, tmp_path):
+    (x, y), (xt, _) = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, use_bias=False),
+                              L.BatchNormalization(), L.ReLU(), L.DepthwiseConv2D(3),
+                              L.Flatten(), L.Dense(16, activation="relu"), L.Dense(10)])
+    # Depthwise stays 8-bit here: LiteRT's reference kernels have no INT4
+    # DEPTHWISE_CONV_2D (op version 7) to compare TFLite-Micro against.
+    qat = compile_classifier(kc.quantize(model, weight_bits={L.Conv2D: 4, L.Dense: 4}))
+    qat.fit(x, y, epochs=2, verbose=0)
+    plain = kc.strip(qat)
+    assert sum(isinstance(layer, kc.QuantizedKernel) for layer in plain.layers) == 3
+    np.testing.assert_allclose(plain.predict(xt, verbose=0), qat.predict(xt, verbose=0),
+                               atol=1e-5)
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    types = _weight_types(tfl)
+    assert types == {"CONV_2D": ["INT4"], "DEPTHWISE_CONV_2D": ["INT8"],
+                     "FULLY_CONNECTED": ["INT4", "INT4"]}
+    # Every stored value fits 4 bits: at most 15 levels per channel.
+    for op, inputs, _ in tfl.operators:
+        if op in ("CONV_2D", "FULLY_CONNECTED"):
+            values = tfl.constant(inputs[1])
+            assert values.min() >= -7 and values.max() <= 7 and values.max() == 7
+    # TFLite-Micro's INT4 kernels round some outputs one step away from LiteRT's
+    # reference kernels (measured: never more than one step).
+    micro = tflite_export.predict(tfl, xt, "micro")
+    reference = tflite_export.predict(tfl, xt, "litert-reference")
+    step = tfl.outputs[0].scale[0]
+    assert np.max(np.abs(micro - reference)) <= step * 1.001
+    assert np.mean(np.argmax(micro, 1) == np.argmax(reference, 1)) >= 0.995
+    # Saved and reloaded, the stripped model computes the same and stays INT4.
+    plain.save(tmp_path / "int4.keras")
+    reloaded = keras.models.load_model(tmp_path / "int4.keras")
+    np.testing.assert_array_equal(reloaded.predict(xt, verbose=0), plain.predict(xt, verbose=0))
+    again = tflite_export.convert(reloaded, mode="int8", io_dtype="int8")
+    assert _weight_types(again) == types
+
+
+def test_weight_bits_arguments_are_checked():
+    model = keras.Sequential([keras.Input((4,)), L.Dense(2, name="fc")])
+    for spec, match in ((3, "8 \\(int8\\) or 4"), ({"nope": 4}, "'nope'"),
+                        ({"fc": 6}, "8 \\(int8\\) or 4"), ({1: 4}, "keys")):
+        with pytest.raises(ValueError, match=match):
+            kc.quantize(model, weight_bits=spec)
