@@ -93,3 +93,33 @@ def test_weight_bits_arguments_are_checked():
                         ({"fc": 6}, "8 \\(int8\\) or 4"), ({1: 4}, "keys")):
         with pytest.raises(ValueError, match=match):
             kc.quantize(model, weight_bits=spec)
+
+
+def test_sensitivity_policy_measures_every_layer_and_respects_its_budget(digits_split):
+    (x, y), (xt, yt) = digits_split
+    keras.utils.set_random_seed(0)
+    model = compile_classifier(keras.Sequential([
+        keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu", name="conv"),
+        L.Flatten(), L.Dense(32, activation="relu", name="fc"), L.Dense(10, name="logits")]))
+    model.fit(x, y, epochs=5, verbose=0)
+    before = [w.copy() for w in model.get_weights()]
+    report = kc.quantization.sensitivity(model, xt, yt)
+    assert [r.name for r in report.layers] == ["conv", "fc", "logits"]
+    assert [r.params for r in report.layers] == [72, 288 * 32, 320]
+    for row in report.layers:
+        assert row.drop == pytest.approx(report.baseline - row.accuracy)
+    for a, b in zip(before, model.get_weights()):  # the model is left as it was
+        np.testing.assert_array_equal(a, b)
+    strict = report.choose_bits(max_drop=0.0)
+    assert report.chosen_accuracy >= report.baseline
+    loose = report.choose_bits(max_drop=1.0)
+    assert loose == {"conv": 4, "fc": 4, "logits": 4} and report.low_bit_fraction == 1.0
+    assert set(strict) == set(loose)
+    assert "| **chosen mix** |" in report.to_markdown()
+    qat = kc.quantize(model, weight_bits=strict)  # the dict plugs straight in
+    assert {w.base_layer.name: w.weight_bits for w in qat.layers
+            if isinstance(w, kc.QuantizeWrapper)} == strict
+    with pytest.raises(ValueError, match="max_drop"):
+        report.choose_bits(max_drop=-1)
+    with pytest.raises(ValueError, match="same, non-zero number"):
+        kc.quantization.sensitivity(model, xt, yt[:-1])
