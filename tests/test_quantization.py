@@ -323,6 +323,7 @@ def test_unquantizable_layers_are_all_listed_and_skip_keeps_them_float(calibrati
     (dict(weight_bits=9), "weight_bits"),
     (dict(weight_bits="8"), "weight_bits"),
     (dict(activation_bits=1), "activation_bits"),
+    (dict(activation_bits=16), "int16x8"),
     (dict(momentum=1.0), "momentum"),
     (dict(skip=["no_such_layer"]), "no_such_layer"),
     (dict(fold_batchnorm="yes"), "fold_batchnorm"),

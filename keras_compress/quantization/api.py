@@ -118,7 +118,7 @@ def quantize(
             converted model), for every layer or per layer as a dict keyed by
             layer name or layer class, e.g. `{"fc1": 4, keras.layers.Conv2D: 8}`
             (names win over classes; unlisted layers get 8).
-        activation_bits: activation bit width (8).
+        activation_bits: activation bit width; 8 (16-bit QAT is not supported yet).
         skip: layers to keep float on purpose (names, classes or a callable);
             TFLite then runs them in float between DEQUANTIZE and QUANTIZE ops.
         fold_batchnorm: fold a BatchNormalization that follows a Conv/Dense.
@@ -135,6 +135,12 @@ def quantize(
     if not isinstance(fold_batchnorm, bool):
         raise ValueError(f"`fold_batchnorm` must be True or False; received {fold_batchnorm!r}.")
     ActivationQuantizer(bits=activation_bits, momentum=momentum)  # validates both
+    if activation_bits != 8:
+        raise ValueError(
+            f"`activation_bits`={activation_bits}: only 8-bit activations are supported by "
+            "QAT so far (a 16-bit QAT graph converts, but its int16x8 model does not match "
+            "Keras yet). For 16x8 models use tflite_export.convert(float_model, "
+            "mode='int16x8', representative_data=...).")
     if not model_walk.is_model(model):
         if skip is not None or isinstance(weight_bits, dict):
             raise ValueError("`skip` and per-layer `weight_bits` only apply to a model.")

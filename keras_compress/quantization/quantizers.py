@@ -86,12 +86,13 @@ def quantize_weight_np(w: np.ndarray, channel_axes: Sequence[int], bits: int = 8
 
 
 def fake_quant_activation(x, min_value, max_value, bits: int = 8):
-    """Asymmetric per-tensor fake quantization over `[min_value, max_value]`
-    (no gradient into the range, which is tracked, not learned)."""
+    """Per-tensor fake quantization over `[min_value, max_value]` (no gradient
+    into the range, which is tracked, not learned): asymmetric for 8 bits;
+    above 8 bits symmetric and narrow, since TFLite's int16 activations (16x8
+    models) have zero point 0."""
+    lo, hi = keras.ops.stop_gradient(min_value), keras.ops.stop_gradient(max_value)
+    if bits > 8:
+        hi = keras.ops.maximum(keras.ops.abs(lo), keras.ops.abs(hi))
+        lo = -hi
     return keras.quantizers.fake_quant_with_min_max_vars(
-        x,
-        keras.ops.stop_gradient(min_value),
-        keras.ops.stop_gradient(max_value),
-        num_bits=bits,
-        narrow_range=False,
-    )
+        x, lo, hi, num_bits=bits, narrow_range=bits > 8)
