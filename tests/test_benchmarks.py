@@ -51,3 +51,17 @@ def test_distillation_benchmark_quick_run_fills_every_row(data_dir, tmp_path):
     assert set(result["rows"][0]) == {"seed", "alone", "distilled"}
     markdown = distillation.render(result)
     assert "Hinton et al. 2015" in markdown and "| 0 |" in markdown
+
+
+@pytest.mark.slow
+def test_mixed_precision_benchmark_quick_run_fills_every_row(data_dir):
+    from benchmarks import mixed_precision
+
+    config = {"data_dir": str(data_dir), "epochs": 1, "qat_epochs": 1, "max_drop": 0.005}
+    result = mixed_precision.run_model("lenet_300_100", config)
+    assert [layer["name"] for layer in result["layers"]] == ["fc1", "fc2", "logits"]
+    assert set(result["runs"]) == {"int8", "mixed"}
+    for run in result["runs"].values():
+        assert 0 <= run["litert"] <= 1 and run["size"] > 0
+    markdown = mixed_precision.render([result], config)
+    assert "### lenet_300_100" in markdown and "| chosen mix |" in markdown
