@@ -123,3 +123,26 @@ def test_sensitivity_policy_measures_every_layer_and_respects_its_budget(digits_
         report.choose_bits(max_drop=-1)
     with pytest.raises(ValueError, match="same, non-zero number"):
         kc.quantization.sensitivity(model, xt, yt[:-1])
+
+
+def test_transposed_conv_keeps_its_4_bit_values_in_int8_storage(digits_split):
+    """TRANSPOSE_CONV takes no INT4 weights: a clear warning, and the 4-bit
+    levels stored exactly as int8 values (multiples of 18)."""
+    (x, _), (xt, _) = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)),
+                              L.Conv2DTranspose(4, 3, strides=2, padding="same", name="up"),
+                              L.Flatten(), L.Dense(10)])
+    qat = kc.quantize(model, weight_bits={L.Conv2DTranspose: 4})
+    for _ in range(3):
+        qat(x[:64].astype("float32"), training=True)
+    with pytest.warns(UserWarning, match="'up' .*TRANSPOSE_CONV takes no INT4"):
+        plain = kc.strip(qat)
+    np.testing.assert_allclose(plain.predict(xt, verbose=0), qat.predict(xt, verbose=0),
+                               atol=1e-5)
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    weights = next(inputs[1] for op, inputs, _ in tfl.operators if op == "TRANSPOSE_CONV")
+    assert weights.dtype == "INT8"
+    values = tfl.constant(weights).astype(int)
+    assert np.all(values % 18 == 0) and len(np.unique(values)) <= 15
+    micro = tflite_export.predict(tfl, xt[:50], "micro")
+    assert np.mean(np.argmax(micro, 1) == np.argmax(tflite_export.predict(tfl, xt[:50]), 1)) >= 0.98

@@ -43,13 +43,22 @@ class QuantizedKernel(keras.layers.Wrapper):
         layer: a built Dense/Conv layer whose kernel already sits on the grid.
         bits: weight bit width (below 8).
         channel_axes: kernel axes with one scale each (empty: per tensor).
+        storage_bits: `bits` (packed, the default), or 8 for ops whose TFLite
+            kernels take no INT4 weights (TRANSPOSE_CONV): the 8-bit scale is
+            then an exact divisor of the 4-bit one, so every 4-bit level is an
+            int8 value (multiples of 18 for 4 bits) and no value moves.
     """
 
-    def __init__(self, layer: keras.layers.Layer, bits: int, channel_axes=(), **kwargs: Any):
+    def __init__(self, layer: keras.layers.Layer, bits: int, channel_axes=(),
+                 storage_bits: int | None = None, **kwargs: Any):
         quantizers.weight_levels(bits)
+        storage_bits = bits if storage_bits is None else storage_bits
+        if storage_bits not in (bits, 8):
+            raise ValueError(f"`storage_bits` must be {bits} or 8; received {storage_bits!r}.")
         kwargs.setdefault("name", f"{layer.name}_int{bits}")
         super().__init__(layer, **kwargs)
         self.bits = bits
+        self.storage_bits = storage_bits
         self.channel_axes = tuple(int(a) for a in channel_axes)
 
     def build(self, input_shape=None):
@@ -70,9 +79,14 @@ class QuantizedKernel(keras.layers.Wrapper):
 
         kernel = self._kernel.value
         absmax = self._absmax()
+        if self.storage_bits != self.bits:
+            # 127 / (levels * step) with step = floor(127 / levels): e.g. 127/126
+            # for 4 bits, so the int8 grid holds the 4-bit one exactly.
+            levels = quantizers.weight_levels(self.bits)
+            absmax = absmax * (127.0 / (levels * (127 // levels)))
         if not self.channel_axes:
             q = tf.quantization.fake_quant_with_min_max_vars(
-                kernel, -absmax, absmax, num_bits=self.bits, narrow_range=True)
+                kernel, -absmax, absmax, num_bits=self.storage_bits, narrow_range=True)
         else:
             # The converter reads per-channel ranges on the last axis; fold the
             # channel axes there (depthwise kernels use two) and back.
@@ -80,7 +94,7 @@ class QuantizedKernel(keras.layers.Wrapper):
             flat = tf.reshape(kernel, shape[: min(self.channel_axes) % len(shape)] + (-1,))
             q = tf.quantization.fake_quant_with_min_max_vars_per_channel(
                 flat, -tf.reshape(absmax, (-1,)), tf.reshape(absmax, (-1,)),
-                num_bits=self.bits, narrow_range=True)
+                num_bits=self.storage_bits, narrow_range=True)
             q = tf.reshape(q, shape)
         with keras.StatelessScope(state_mapping=[(self._kernel, q)]):
             return self.layer(inputs, **kwargs)
@@ -90,7 +104,13 @@ class QuantizedKernel(keras.layers.Wrapper):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "bits": self.bits,
-                "channel_axes": list(self.channel_axes)}
+                "channel_axes": list(self.channel_axes), "storage_bits": self.storage_bits}
+
+
+def packable(layer: keras.layers.Layer) -> bool:
+    """Whether the converter can store this layer's kernel as packed INT4
+    (TRANSPOSE_CONV only takes 8- and 16-bit weights)."""
+    return not isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose))
 
 
 def per_tensor_for(layer: keras.layers.Layer, bits: int) -> bool:

@@ -33,6 +33,7 @@ plain = layer.stripped()      # Conv2D(activation="relu", use_bias=True), BN fol
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -42,7 +43,7 @@ from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper, lookup
 from keras_compress.pruning import prunable
 from keras_compress.quantization import quantizers
-from keras_compress.quantization.kernel import QuantizedKernel, per_tensor_for
+from keras_compress.quantization.kernel import QuantizedKernel, packable, per_tensor_for
 
 __all__ = ["QuantizeWrapper", "QUANTIZABLE_LAYERS", "is_quantizable", "FUSABLE_ACTIVATIONS"]
 
@@ -290,7 +291,17 @@ class QuantizeWrapper(CompressionWrapper):
             prunable.variable(plain, "bias").assign(bias)
         if self.weight_bits < 8:
             # The converter must see the bit width to pack the kernel (INT4).
-            low = QuantizedKernel(plain, self.weight_bits, self._channel_axes)
+            storage = None
+            if not packable(base):
+                storage = 8
+                warnings.warn(
+                    f"Layer '{base.name}' ({type(base).__name__}): TFLite's "
+                    f"TRANSPOSE_CONV takes no INT4 weights, so its {self.weight_bits}-bit "
+                    "values are stored as int8 (exactly: every 4-bit level is an int8 "
+                    "value). The flatbuffer keeps 8 bits per weight there; TFLite-Micro's "
+                    "look-up-table compression can still shrink it.", stacklevel=2)
+            low = QuantizedKernel(plain, self.weight_bits, self._channel_axes,
+                                  storage_bits=storage)
             low.build(base.get_build_config()["input_shape"])
             return low
         return plain
