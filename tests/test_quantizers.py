@@ -1,0 +1,45 @@
+"""Properties of the weight and activation fake quantizers (hypothesis)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from keras_compress.quantization import quantizers
+
+finite = st.floats(-100, 100, allow_nan=False, width=32)
+kernels = arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 4), st.integers(1, 6)),
+                 elements=finite)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kernels, st.sampled_from([4, 8]), st.sampled_from([(), (-1,), (-2, -1)]))
+def test_weight_grid_properties(w, bits, axes):
+    q = quantizers.quantize_weight_np(w, axes, bits)
+    scales = quantizers.weight_scales_np(w, axes, bits)
+    levels = quantizers.weight_levels(bits)
+    ints = q / scales
+    np.testing.assert_allclose(ints, np.round(ints), atol=1e-3)   # on the grid
+    assert np.all(np.abs(np.round(ints)) <= levels)
+    assert np.all(q[w == 0] == 0)                                  # zeros stay zero
+    np.testing.assert_allclose(quantizers.quantize_weight_np(q, axes, bits), q,
+                               rtol=1e-6, atol=1e-30)              # idempotent
+    assert np.all(np.abs(q - w) <= scales / 2 * (1 + 1e-5) + 1e-30)  # nearest level
+    # The graph version computes the same values.
+    graph = keras.ops.convert_to_numpy(quantizers.fake_quant_weight(w, axes, bits))
+    np.testing.assert_allclose(graph, q, rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float32, st.integers(1, 64), elements=finite),
+       st.floats(-10, 0, width=32), st.floats(0.0625, 10, width=32))
+def test_activation_fake_quant_stays_in_range_and_keeps_zero(x, lo, hi):
+    y = keras.ops.convert_to_numpy(quantizers.fake_quant_activation(x, lo, hi, 8))
+    step = (hi - lo) / 255
+    assert np.all(y >= lo - step) and np.all(y <= hi + step)
+    zero = keras.ops.convert_to_numpy(quantizers.fake_quant_activation(np.zeros(3, "float32"),
+                                                                        lo, hi, 8))
+    np.testing.assert_array_equal(zero, 0.0)   # 0 is always exactly representable
