@@ -146,3 +146,36 @@ def test_transposed_conv_keeps_its_4_bit_values_in_int8_storage(digits_split):
     assert np.all(values % 18 == 0) and len(np.unique(values)) <= 15
     micro = tflite_export.predict(tfl, xt[:50], "micro")
     assert np.mean(np.argmax(micro, 1) == np.argmax(tflite_export.predict(tfl, xt[:50]), 1)) >= 0.98
+
+
+def test_lut_compression_shrinks_4_bit_int8_weights_and_keeps_micro_outputs(digits_split):
+    """4-bit values stored as int8 (a transposed convolution) compress to 4-bit
+    indices in TFLite-Micro's look-up-table format, with identical outputs."""
+    (x, _), (xt, _) = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, padding="same"),
+                              L.Conv2DTranspose(32, 3, strides=2, padding="same", name="up"),
+                              L.GlobalAveragePooling2D(), L.Dense(10)])
+    qat = kc.quantize(model, weight_bits={L.Conv2DTranspose: 4})
+    for _ in range(3):
+        qat(x[:64].astype("float32"), training=True)
+    with pytest.warns(UserWarning, match="TRANSPOSE_CONV"):
+        tfl = tflite_export.convert(kc.strip(qat), mode="int8", io_dtype="int8")
+    result = tflite_export.compress_lut(tfl)
+    [tensor] = result.tensors
+    assert tensor.original_bytes == 3 * 3 * 32 * 8 and tensor.index_bits == 4
+    assert result.model.size < tfl.size and result.saved_bytes >= tensor.original_bytes // 4
+    assert "TFLM_DECODE" in result.model.ops
+    np.testing.assert_array_equal(tflite_export.predict(result.model, xt[:40], "micro"),
+                                  tflite_export.predict(tfl, xt[:40], "micro"))
+    # 8-bit weights use their full range: nothing to gain, the model comes back as is.
+    plain8 = tflite_export.convert(kc.strip(_calibrated_8bit(model, x)), mode="int8")
+    assert tflite_export.compress_lut(plain8).tensors == []
+    with pytest.raises(ValueError, match="max_index_bits"):
+        tflite_export.compress_lut(tfl, max_index_bits=8)
+
+
+def _calibrated_8bit(model, x):
+    qat = kc.quantize(model)
+    for _ in range(3):
+        qat(x[:64].astype("float32"), training=True)
+    return qat

@@ -21,6 +21,7 @@ metadata), and `predict` (run LiteRT or TFLite-Micro on a batch).
 
 from tflite_export.android import AndroidArtifacts, export_android
 from tflite_export.benchmark import BenchmarkResult, Latency, Report, benchmark
+from tflite_export.compression import CompressedTensor, LutCompression, compress_lut
 from tflite_export.converter import MODES, ConversionError, convert
 from tflite_export.micro import MicroArtifacts, export_micro, find_arena_size
 from tflite_export.model import TensorInfo, TFLiteModel
@@ -34,10 +35,13 @@ __all__ = [
     "RUNTIMES",
     "Report",
     "benchmark",
+    "CompressedTensor",
     "ConversionError",
+    "LutCompression",
     "MicroArtifacts",
     "TFLiteModel",
     "TensorInfo",
+    "compress_lut",
     "convert",
     "export_android",
     "export_micro",
