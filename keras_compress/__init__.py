@@ -24,6 +24,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 from keras_compress import datasets, models, schedules  # noqa: E402
+from keras_compress.clustering import ClusterWrapper, cluster  # noqa: E402
 from keras_compress.distillation import DistillationCallback, Distiller  # noqa: E402
 from keras_compress.pruning import (  # noqa: E402
     LayerSparsity,
@@ -65,6 +66,7 @@ __all__ = [
     "quantize",
     "quantize_model",
     "recipe",
+    "ClusterWrapper",
     "ConstantSparsity",
     "DistillationCallback",
     "Distiller",
@@ -77,6 +79,7 @@ __all__ = [
     "SparsityReport",
     "UpdatePruningStep",
     "__version__",
+    "cluster",
     "datasets",
     "models",
     "prune",
