@@ -23,9 +23,10 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
-from keras_compress import datasets, models, schedules  # noqa: E402
+from keras_compress import datasets, lowrank, models, schedules  # noqa: E402
 from keras_compress.clustering import ClusterWrapper, cluster  # noqa: E402
 from keras_compress.distillation import DistillationCallback, Distiller  # noqa: E402
+from keras_compress.lowrank import factorize  # noqa: E402
 from keras_compress.pruning import (  # noqa: E402
     LayerSparsity,
     PruningCallback,
@@ -81,6 +82,8 @@ __all__ = [
     "__version__",
     "cluster",
     "datasets",
+    "lowrank",
+    "factorize",
     "models",
     "prune",
     "prune_low_magnitude",
