@@ -20,7 +20,8 @@ def test_readme_quick_start_and_export_run(data_dir, tmp_path, monkeypatch):
     namespace: dict = {}
     qat = next(b for b in blocks if "kc.quantize(" in b)
     recipe = next(b for b in blocks if "kc.recipe(" in b)
-    for block in [*blocks[:2], qat, recipe]:  # each builds on the ones before
+    clustering = next(b for b in blocks if "kc.cluster(" in b)
+    for block in [*blocks[:2], qat, clustering, recipe]:  # each builds on the ones before
         quiet = block.replace("callbacks=", "verbose=0, callbacks=").replace(
             "epochs=4)", "epochs=4, verbose=0)")
         exec(compile(quiet, "README", "exec"), namespace)
@@ -28,6 +29,9 @@ def test_readme_quick_start_and_export_run(data_dir, tmp_path, monkeypatch):
     assert namespace["int8"].is_fully_integer
     assert set(namespace["int8"].ops) == {"RESHAPE", "FULLY_CONNECTED"}
     assert namespace["tiny"].is_fully_integer
+    assert namespace["clustered_int8"].is_fully_integer
+    assert namespace["flash"].model.size <= namespace["clustered_int8"].size
+    assert namespace["small"].count_params() < 0.4 * kc.models.lenet_300_100().count_params()
     assert kc.sparsity(namespace["student"]).overall >= 0.8
     assert sorted(os.listdir("report")) == ["report.json", "report.md", "size_vs_accuracy.png"]
     assert (tmp_path / "work" / "firmware" / "lenet_model_data.cc").is_file()
