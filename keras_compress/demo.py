@@ -107,12 +107,12 @@ def run(dataset: str = "digits", data_dir: str | None = None, out: str = "keras_
     print("\n[1/5] teacher (float)")
     keras.utils.set_random_seed(seed)
     teacher = compiled(_teacher(x.shape[1:], num_classes))
-    teacher.fit(x, y, batch_size=batch, epochs=epochs, verbose=2)
+    teacher.fit(x, y, batch_size=batch, epochs=epochs, verbose=1)
 
     print("\n[2/5] student alone (float, same seed and epochs)")
     keras.utils.set_random_seed(seed)
     alone = compiled(_student(x.shape[1:], num_classes))
-    alone.fit(x, y, batch_size=batch, epochs=epochs, verbose=2)
+    alone.fit(x, y, batch_size=batch, epochs=epochs, verbose=1)
 
     # Prune from epoch 1 to half-way, quantize for the last quarter.
     prune_end = max(2, epochs // 2)
@@ -127,7 +127,7 @@ def run(dataset: str = "digits", data_dir: str | None = None, out: str = "keras_
         prune_epochs=(1, prune_end), steps_per_epoch=steps_per_epoch, structure=structure,
         skip_pruning=["conv1"], qat_from_epoch=qat_from, temperature=4.0, alpha=0.1)
     callbacks[0].per_layer_logs = False
-    train_model.fit(x, y, batch_size=batch, epochs=epochs, verbose=2, callbacks=callbacks)
+    train_model.fit(x, y, batch_size=batch, epochs=epochs, verbose=1, callbacks=callbacks)
 
     print("\n[4/5] strip, save, reload, convert, export")
     student = kc.strip(train_model)
