@@ -12,7 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(out_dir: str) -> None:
-    import numpy as np
     import tensorflow_model_optimization as tfmot
     import tf_keras
 

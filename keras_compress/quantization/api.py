@@ -48,7 +48,6 @@ import keras
 from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning.api import LayerSelector, _selector
-from keras_compress.quantization import quantizers
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.wrapper import (
     QUANTIZABLE_LAYERS,

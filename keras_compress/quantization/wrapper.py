@@ -39,7 +39,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper, lookup
 from keras_compress.pruning import prunable
 from keras_compress.quantization import quantizers
