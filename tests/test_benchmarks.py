@@ -60,8 +60,9 @@ def test_mixed_precision_benchmark_quick_run_fills_every_row(data_dir):
     config = {"data_dir": str(data_dir), "epochs": 1, "qat_epochs": 1, "max_drop": 0.005}
     result = mixed_precision.run_model("lenet_300_100", config)
     assert [layer["name"] for layer in result["layers"]] == ["fc1", "fc2", "logits"]
-    assert set(result["runs"]) == {"int8", "mixed"}
+    assert set(result["runs"]) == {"int8", "mixed", "16x8"}
     for run in result["runs"].values():
         assert 0 <= run["litert"] <= 1 and run["size"] > 0
     markdown = mixed_precision.render([result], config)
     assert "### lenet_300_100" in markdown and "| chosen mix |" in markdown
+    assert "| 16x8: int16 activations, int8 weights |" in markdown

@@ -179,3 +179,64 @@ def _calibrated_8bit(model, x):
     for _ in range(3):
         qat(x[:64].astype("float32"), training=True)
     return qat
+
+
+def _residual_cnn() -> keras.Model:
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    y = L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    y = L.ReLU(6.0)(L.BatchNormalization()(y))
+    x = L.ReLU()(L.Add()([x, L.Conv2D(8, 1)(y)]))
+    x = L.MaxPooling2D()(x)
+    return keras.Model(inputs, L.Dense(10)(L.Flatten()(x)))
+
+
+def test_16x8_qat_converts_to_int16_activations_that_match_keras(mnist_split):
+    """16-bit activation QAT: the stripped model converts with int16x8, every
+    activation tensor int16 and every kernel int8, and LiteRT and TFLite-Micro
+    follow Keras far more closely than the int8 conversion of the same model."""
+    (x, y), (xt, yt) = mnist_split
+    x, xt = x[:4000, ..., None], xt[:1000, ..., None]
+    keras.utils.set_random_seed(0)
+    float_model = compile_classifier(_residual_cnn())
+    float_model.fit(x, y[:4000], batch_size=64, epochs=1, verbose=0)
+    qat = compile_classifier(kc.quantize(float_model, activation_bits=16))
+    qat.fit(x, y[:4000], batch_size=64, epochs=1, verbose=0)
+    plain = kc.strip(qat)
+    assert not any(type(layer).__name__ == "FakeQuant" for layer in plain.layers)
+    keras_out = plain.predict(xt, verbose=0)
+    # Stripping drops only the 16-bit rounding (steps of range / 32,767).
+    np.testing.assert_allclose(keras_out, qat.predict(xt, verbose=0), atol=5e-3)
+
+    tfl = tflite_export.convert(plain, mode="int16x8", representative_data=x[:300])
+    assert tfl.is_fully_integer
+    assert {t.dtype for t in tfl.tensors if not t.is_constant} == {"INT16"}
+    assert set(sum(_weight_types(tfl).values(), [])) == {"INT8"}
+    litert = tflite_export.predict(tfl, xt)
+    micro = tflite_export.predict(tfl, xt, "micro")
+    keras_acc = np.mean(np.argmax(keras_out, 1) == yt[:1000])
+    assert np.mean(np.argmax(litert, 1) == yt[:1000]) >= keras_acc - 0.003
+    assert np.mean(np.argmax(litert, 1) == np.argmax(keras_out, 1)) >= 0.995
+    assert np.mean(np.argmax(micro, 1) == np.argmax(litert, 1)) >= 0.995
+    int8 = tflite_export.predict(
+        tflite_export.convert(plain, mode="int8", representative_data=x[:300]), xt)
+    error16 = np.median(np.abs(litert - keras_out))
+    assert error16 < np.median(np.abs(int8 - keras_out)) / 4, error16
+
+
+def test_16x8_conversion_needs_representative_data_and_micro_names_missing_kernels(
+        digits_split):
+    (x, _), _ = digits_split
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.ops.exp(L.Conv2D(4, 3, name="conv")(inputs)))
+    with pytest.raises(ValueError, match="int16x8' needs `representative_data`"):
+        tflite_export.convert(model, mode="int16x8")
+    tfl = tflite_export.convert(model, mode="int16x8", representative_data=x[:100])
+    assert {"CONV_2D", "EXP"} <= set(tfl.ops)
+    # LiteRT runs it; TFLite-Micro has no int16 EXP kernel, and says so.
+    assert tflite_export.predict(tfl, x[:4]).shape == (4, 6, 6, 4)
+    with pytest.raises(ValueError, match=r"no 16-bit \(16x8\) EXP kernel.*mode='int8'"):
+        tflite_export.predict(tfl, x[:4], "micro")
+    with pytest.raises(ValueError, match="EXP kernel failed to prepare"):
+        tflite_export.export_micro(tfl, "unused_dir")

@@ -12,7 +12,7 @@ Modes:
 | `float16` | float16 | float32 | no |
 | `dynamic` | int8 | float32 (hybrid kernels) | no |
 | `int8` | int8 | int8 (full integer; int8 or uint8 I/O) | yes, unless the model holds fake-quant (QAT) ranges |
-| `int16x8` | int8 | int16 | yes, unless QAT |
+| `int16x8` | int8 | int16 | yes (the converter cannot convert 16-bit fake-quant ranges) |
 
 Example:
 
@@ -210,6 +210,12 @@ def convert(
         raise ValueError(f"`signature_name` must be an identifier; received {signature_name!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
+    if mode == "int16x8" and representative_data is None:
+        raise ValueError(
+            "mode='int16x8' needs `representative_data` (a few hundred typical inputs) to "
+            "calibrate the int16 activation ranges; fake-quant (QAT) ranges cannot stand "
+            "in for it, because the converter's 16-bit fake-quant path yields a model "
+            "LiteRT rejects.")
 
     layer_names: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -320,6 +326,13 @@ def _explain(exc: Exception, mode: str, representative_data: Any, layer_names) -
             f"mode='{mode}' needs `representative_data` (a few hundred typical inputs) to "
             "calibrate activation ranges, unless the model was trained with fake-quant "
             "(QAT) ranges on every tensor.")
+    if mode == "int16x8" and "kTfLiteInt64" in text:
+        return ConversionError(
+            "TFLite conversion to 'int16x8' failed: the model holds 16-bit fake-quant ops, "
+            "which the TFLite converter turns into int16 tensors with int32 biases that its "
+            "kernels reject. Remove the fake-quant ops (keras_compress.strip does this for "
+            "16-bit QAT models) and pass `representative_data` to calibrate the int16 ranges. "
+            f"Converter message: {text.strip().splitlines()[0][:300]}")
     op = re.search(r"'(tfl\.[\w.]+|tf\.[\w.]+)' op", text)
     loc = re.search(r'loc\(\w*\(?"([^"]+)"', text)
     layer = _layer_of(loc.group(1), layer_names) if loc else None

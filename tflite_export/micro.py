@@ -196,7 +196,9 @@ def find_arena_size(tfl: TFLiteModel, upper: int = 64 * 1024 * 1024) -> int:
 
 def check_micro_compatible(tfl: TFLiteModel) -> None:
     """Raise ValueError naming what TFLite-Micro cannot run: dynamic shapes,
-    hybrid (float activations with int8 weights) graphs, or ops it lacks."""
+    hybrid (float activations with int8 weights) graphs, ops it lacks, and ops
+    whose kernel rejects the model's tensor types (e.g. the ops without a
+    16-bit kernel in a 16x8 model), found by loading and invoking it once."""
     dynamic = [t.name for t in tfl.inputs if any(d < 0 for d in t.shape)]
     if dynamic:
         raise ValueError(f"TFLite-Micro needs static shapes; inputs {dynamic} are dynamic. "
@@ -206,19 +208,33 @@ def check_micro_compatible(tfl: TFLiteModel) -> None:
                          "with mode='int8' (or 'float32').")
     try:
         with _quiet_native_output() as native:
-            _interpreter(tfl.content, 64 * 1024 * 1024)
+            run_micro(tfl, _probe_inputs(tfl), 64 * 1024 * 1024)
     except RuntimeError as exc:
-        missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '(\w+)'",
-                                        native.text)))
-        if missing:
-            raise ValueError(
-                f"TFLite-Micro has no kernel for op(s) {', '.join(missing)} used by this "
+        raise ValueError(_micro_failure(tfl, native.text, exc)) from None
+
+
+def _micro_failure(tfl: TFLiteModel, text: str, exc: Exception) -> str:
+    missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '(\w+)'", text)))
+    if missing:
+        return (f"TFLite-Micro has no kernel for op(s) {', '.join(missing)} used by this "
                 "model; replace the layer that produces them (e.g. GELU -> ReLU) or keep "
-                "this model for LiteRT only.") from None
-        detail = native.text.strip().splitlines()[-1] if native.text.strip() else str(exc)
-        raise ValueError(
-            f"TFLite-Micro cannot load this model (ops: {', '.join(tfl.ops)}): {detail}."
-        ) from None
+                "this model for LiteRT only.")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    node = next((i for i, line in enumerate(lines)
+                 if re.match(r"Node \w+ \(number \d+\) failed", line)), None)
+    if node is None:
+        detail = lines[-1] if lines else str(exc)
+        return f"TFLite-Micro cannot load this model (ops: {', '.join(tfl.ops)}): {detail}."
+    found = re.match(r"Node (\w+) \(number (\d+)\) failed to (\w+)", lines[node])
+    op, number, stage = found.group(1), int(found.group(2)), found.group(3)
+    reason = (" ".join(lines[max(0, node - 2):node]) or lines[node]).rstrip(".")
+    outputs = tfl.operators[number][2] if number < len(tfl.operators) else []
+    where = f" (operator {number}, output tensor '{outputs[0].name}')" if outputs else ""
+    sixteen = any(t.dtype == "INT16" for t in tfl.tensors if not t.is_constant)
+    advice = (f"TFLite-Micro has no 16-bit (16x8) {op} kernel: convert with mode='int8', "
+              "or replace the layer that produces it." if sixteen else
+              f"replace the layer that produces {op}, or keep this model for LiteRT only.")
+    return (f"TFLite-Micro's {op} kernel failed to {stage}{where}: {reason}. {advice}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -119,8 +119,13 @@ class ActivationQuantizer(keras.layers.Layer):
         lo, hi = _valid_range(self.min_value, self.max_value)
         return float(keras.ops.convert_to_numpy(lo)), float(keras.ops.convert_to_numpy(hi))
 
-    def stripped(self) -> "FakeQuant":
-        """The deploy form: a `FakeQuant` with this range as constants."""
+    def stripped(self) -> keras.layers.Layer:
+        """The deploy form: a `FakeQuant` with this range as constants; for
+        16-bit activations an `Identity`, because the TFLite converter cannot
+        convert 16-bit fake-quant ops (int16x8 conversion calibrates the
+        ranges from representative data instead)."""
+        if self.bits > 8:
+            return keras.layers.Identity(name=self.name)
         if not self.built or float(self.observed.numpy()) == 0.0:
             raise ValueError(
                 f"ActivationQuantizer '{self.name}' has not seen any training batch, so "

@@ -117,7 +117,12 @@ def quantize(
             converted model), for every layer or per layer as a dict keyed by
             layer name or layer class, e.g. `{"fc1": 4, keras.layers.Conv2D: 8}`
             (names win over classes; unlisted layers get 8).
-        activation_bits: activation bit width; 8 (16-bit QAT is not supported yet).
+        activation_bits: 8 for int8 models, or 16 for 16x8 models (int16
+            activations, int8 weights; for models whose accuracy int8
+            activations cost). A 16-bit model strips to plain layers with
+            int8-grid kernels, and `tflite_export.convert(stripped,
+            mode="int16x8", representative_data=...)` calibrates its int16
+            ranges: the TFLite converter cannot convert 16-bit fake-quant ops.
         skip: layers to keep float on purpose (names, classes or a callable);
             TFLite then runs them in float between DEQUANTIZE and QUANTIZE ops.
         fold_batchnorm: fold a BatchNormalization that follows a Conv/Dense.
@@ -134,12 +139,15 @@ def quantize(
     if not isinstance(fold_batchnorm, bool):
         raise ValueError(f"`fold_batchnorm` must be True or False; received {fold_batchnorm!r}.")
     ActivationQuantizer(bits=activation_bits, momentum=momentum)  # validates both
-    if activation_bits != 8:
+    if activation_bits not in (8, 16):
         raise ValueError(
-            f"`activation_bits`={activation_bits}: only 8-bit activations are supported by "
-            "QAT so far (a 16-bit QAT graph converts, but its int16x8 model does not match "
-            "Keras yet). For 16x8 models use tflite_export.convert(float_model, "
-            "mode='int16x8', representative_data=...).")
+            f"`activation_bits`={activation_bits}: TFLite runs 8-bit activations (int8 "
+            "models) or 16-bit ones (16x8 models); pass 8 or 16.")
+    if activation_bits == 16 and 4 in (
+            weight_bits.values() if isinstance(weight_bits, dict) else (weight_bits,)):
+        raise ValueError(
+            "`weight_bits`=4 with `activation_bits`=16: TFLite's 16x8 models have int8 "
+            "weights only; use 8-bit weights, or 4-bit weights with 8-bit activations.")
     if not model_walk.is_model(model):
         if skip is not None or isinstance(weight_bits, dict):
             raise ValueError("`skip` and per-layer `weight_bits` only apply to a model.")
