@@ -47,6 +47,7 @@ def recipe(
     qat_from_epoch: int | None = None,
     freeze_bn_epoch: int | None = None,
     skip_quantization: Any = None,
+    weight_bits: int | dict = 8,
     temperature: float | Schedule = 4.0,
     alpha: float | Schedule = 0.1,
     hints: Sequence[Sequence[str]] | None = None,
@@ -74,6 +75,8 @@ def recipe(
             None: no QAT. Ranges are observed from the start.
         freeze_bn_epoch: first epoch using moving BatchNormalization statistics.
         skip_quantization: layers to keep float on purpose.
+        weight_bits: QAT kernel bits, 8 or 4, for every layer or per layer
+            (`{name or class: bits}`), as in `quantize`.
         temperature, alpha: distillation temperature and hard-label weight,
             numbers or schedules (per step, see `DistillationCallback`).
         hints: (teacher layer, student layer) pairs for feature distillation.
@@ -112,10 +115,11 @@ def recipe(
         callbacks.append(PruningCallback())
     if qat_from_epoch is not None:
         start = _check_int("qat_from_epoch", qat_from_epoch, 0)
-        model = quantize(model, skip=skip_quantization)
+        model = quantize(model, weight_bits=weight_bits, skip=skip_quantization)
         callbacks.append(QuantizationCallback(start_epoch=start, freeze_bn_epoch=freeze_bn_epoch))
-    elif freeze_bn_epoch is not None:
-        raise ValueError("`freeze_bn_epoch` applies to QAT; set `qat_from_epoch` too.")
+    elif freeze_bn_epoch is not None or weight_bits != 8:
+        raise ValueError("`freeze_bn_epoch` and `weight_bits` apply to QAT; set "
+                         "`qat_from_epoch` too.")
     if teacher is not None:
         t0 = temperature(0) if isinstance(temperature, Schedule) else temperature
         a0 = alpha(0) if isinstance(alpha, Schedule) else alpha

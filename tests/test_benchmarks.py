@@ -66,3 +66,22 @@ def test_mixed_precision_benchmark_quick_run_fills_every_row(data_dir):
     markdown = mixed_precision.render([result], config)
     assert "### lenet_300_100" in markdown and "| chosen mix |" in markdown
     assert "| 16x8: int16 activations, int8 weights |" in markdown
+
+
+@pytest.mark.slow
+def test_deep_compression_benchmark_quick_run_fills_every_row(data_dir, tmp_path):
+    from benchmarks import deep_compression
+
+    config = {"data_dir": str(data_dir), "float_epochs": 1, "prune_epochs": 1,
+              "hold_epochs": 0, "cluster_epochs": 1, "qat_epochs": 1, "flash_epochs": 1,
+              "flash_qat_epochs": 1, "max_drop": 0.005}
+    result = deep_compression.run_model("lenet_300_100", config)
+    assert [len(result["rows"][p]) for p in ("A", "B")] == [5, 2]
+    for row in result["rows"]["A"] + result["rows"]["B"]:
+        assert 0 <= row["accuracy"] <= 1 and row["raw"] > 0 and row["gzip"] > 0
+    assert result["rows"]["B"][-1]["weight_types"] == ["INT4"]
+    assert result["rows"]["A"][-1]["micro"] is not None
+    markdown = deep_compression.render([result], config)
+    assert "### lenet_300_100: per stage" in markdown and "Han et al. 2016" in markdown
+    deep_compression.plot([result], tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"

@@ -3,6 +3,8 @@ LiteRT, zeros kept, every mode, and clear errors for bad input."""
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -127,6 +129,17 @@ def test_save_refuses_bad_paths_and_leaves_nothing(trained_cnn, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tfl.save(tmp_path / "missing" / "m.tflite")
     assert list(tmp_path.iterdir()) == []
+    # An atomic write gets the permissions a plain open() would (not mkstemp's 0600),
+    # and a file written again keeps its own.
+    umask = os.umask(0o022)
+    try:
+        path = tfl.save(tmp_path / "m.tflite")
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o640)
+        tfl.save(path)
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
 
 
 def test_corrupted_tflite_is_named(tmp_path, trained_cnn):

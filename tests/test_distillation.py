@@ -192,6 +192,8 @@ def test_distiller_arguments_are_checked(digits_split, kwargs, match):
     (dict(sparsity=0.5, steps_per_epoch=10, prune_epochs=(3, 1)), "last must come after"),
     (dict(sparsity=1.0, steps_per_epoch=10), "sparsity"),
     (dict(freeze_bn_epoch=2), "qat_from_epoch"),
+    (dict(weight_bits=4), "qat_from_epoch"),
+    (dict(weight_bits=5, qat_from_epoch=0), "8 \\(int8\\) or 4"),
     (dict(qat_from_epoch=-1), "qat_from_epoch"),
     (dict(hints=[("a", "b")], teacher=None), "teacher"),
 ])

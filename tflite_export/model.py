@@ -42,19 +42,26 @@ class TensorInfo:
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and a
-    rename, so `path` either keeps its old content or holds all of `data`."""
+    rename, so `path` either keeps its old content or holds all of `data`. The
+    file gets the permissions a plain `open(path, "wb")` would give it (an
+    existing file keeps its own)."""
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"Cannot write the model to {path}: it is a directory.")
+        raise IsADirectoryError(f"Cannot write {path}: it is a directory.")
     if not path.parent.is_dir():
-        raise FileNotFoundError(
-            f"Cannot write the model to {path}: folder {path.parent} does not exist."
-        )
+        raise FileNotFoundError(f"Cannot write {path}: folder {path.parent} does not exist.")
+    if path.exists():
+        mode = path.stat().st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
