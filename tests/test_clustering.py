@@ -124,3 +124,32 @@ def test_refusals_name_the_problem(trained):
         kc.ClusterWrapper(L.ReLU())
     with pytest.raises(ValueError, match="no Dense/Conv layer"):
         kc.cluster(keras.Sequential([keras.Input((4,)), L.ReLU()]))
+
+
+def test_clustered_student_in_the_recipe_keeps_its_values(trained, digits_split):
+    """A clustered student goes through the one-fit recipe (distillation from
+    the float model, QAT from epoch 1) and still holds <= 8 values per channel
+    in the int8 model."""
+    (x, y), (xt, yt) = digits_split
+    student = kc.cluster(trained, n_clusters=8)
+    # Fine-tuning a trained model: a low learning rate, and BatchNormalization's
+    # moving statistics (already right) from the first QAT epoch.
+    train, callbacks = kc.recipe(student, teacher=trained, qat_from_epoch=1,
+                                 freeze_bn_epoch=1, learning_rate=3e-4)
+    train.fit(x, y, batch_size=64, epochs=3, verbose=0, callbacks=callbacks)
+    plain = kc.strip(train)
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    assert tfl.is_fully_integer
+    for op, inputs, _ in tfl.operators:
+        if op in ("CONV_2D", "FULLY_CONNECTED"):
+            assert _distinct_per_channel(tfl.constant(inputs[1])) <= 8
+    litert = np.argmax(tflite_export.predict(tfl, xt), 1)
+    assert np.mean(litert == np.argmax(plain.predict(xt, verbose=0), 1)) >= 0.99
+    teacher_acc = np.mean(np.argmax(trained.predict(xt, verbose=0), 1) == yt)
+    print(f"\nteacher {teacher_acc:.4f}, clustered int8 student {np.mean(litert == yt):.4f}")
+    # 3 epochs of 23 steps on 1,437 digits: measured 94-98 % depending on the
+    # shuffling order (the clustering test above holds the 3-point bound; the
+    # Deep Compression benchmark measures clustering at scale).
+    assert np.mean(litert == yt) >= teacher_acc - 0.06
+    with pytest.raises(ValueError, match="wrapped"):
+        kc.recipe(student, teacher=trained, sparsity=0.5, steps_per_epoch=10)

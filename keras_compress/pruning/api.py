@@ -182,6 +182,14 @@ def prune(
             )
         selected.append(layer)
     if not selected:
+        others = [f"'{layer.name}' ({type(layer).__name__})" for layer in leaves
+                  if isinstance(layer, CompressionWrapper)
+                  and not isinstance(layer, PruningWrapper)]
+        if others and target is None:
+            raise ValueError(
+                f"Model '{model.name}' has no layer left to prune: its layers are already "
+                f"wrapped ({', '.join(others[:4])}{', ...' if len(others) > 4 else ''}). "
+                "Prune first, then cluster or quantize the pruned model: the zeros are kept.")
         raise ValueError(
             f"Model '{model.name}' has no layer to prune"
             + (" among those selected by `layers`/`skip`" if layers or skip else "")
