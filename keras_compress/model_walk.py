@@ -27,7 +27,8 @@ from keras.src.models.functional import Functional as _Functional
 
 from keras_compress._wrapper_base import CompressionWrapper
 
-__all__ = ["rebuild", "copy_layer", "iter_layers", "walk_layers", "is_model", "is_graph_model"]
+__all__ = ["rebuild", "copy_layer", "iter_layers", "walk_layers", "is_model", "is_graph_model",
+           "check_finite"]
 
 Replace = Callable[[keras.layers.Layer], "keras.layers.Layer | None"]
 
@@ -67,6 +68,22 @@ def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
         return
     for child in getattr(layer, "_layers", []):
         yield from walk_layers(child)
+
+
+def check_finite(model: keras.layers.Layer, action: str) -> None:
+    """Raise ValueError naming the first layer and weight holding NaN or Inf
+    (a diverged or badly loaded model), before `action` works on it."""
+    import numpy as np
+
+    for layer in walk_layers(model):
+        for weight in layer.weights:
+            values = keras.ops.convert_to_numpy(weight)
+            if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+                bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+                raise ValueError(
+                    f"Layer '{layer.name}': weight '{weight.path}' holds {bad} NaN/Inf "
+                    f"value(s) of {values.size}; cannot {action} it. The model diverged "
+                    "or was loaded badly: retrain (a lower learning rate) or reload it.")
 
 
 def copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:

@@ -45,3 +45,20 @@ def test_tflite_export_never_imports_keras_compress():
     for path in (REPO / "tflite_export").rglob("*.py"):
         assert "import keras_compress" not in path.read_text(), path
         assert "from keras_compress" not in path.read_text(), path
+
+
+def test_no_unsafe_loading_anywhere():
+    """`.keras` files load in Keras safe mode and nothing unpickles arbitrary
+    objects: the one pickle reader (CIFAR-10's python batches) accepts arrays,
+    dicts, lists and strings only."""
+    unsafe = re.compile(r"safe_mode\s*=\s*False|allow_pickle\s*=\s*True|pickle\.loads?\(|"
+                        r"enable_unsafe_deserialization|marshal\.loads|\beval\(|\bexec\(")
+    found = []
+    for folder in ("keras_compress", "tflite_export", "benchmarks"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if unsafe.search(line):
+                    found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not found, found
+    datasets = (REPO / "keras_compress" / "datasets.py").read_text()
+    assert "class _ArrayOnlyUnpickler(pickle.Unpickler)" in datasets

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,13 @@ def convert(
 
                 if not path.is_file():
                     raise FileNotFoundError(f"No .keras file at {path}.")
-                model = keras.models.load_model(path, compile=False)
+                if not zipfile.is_zipfile(path):
+                    raise ValueError(f"{path} is not a valid .keras file (not a zip archive): "
+                                     "it is damaged or truncated; save the model again.")
+                try:
+                    model = keras.models.load_model(path, compile=False)
+                except Exception as exc:  # noqa: BLE001 - re-raised naming the file
+                    raise ValueError(_load_failure(path, exc)) from None
             elif path.is_dir() and (path / "saved_model.pb").is_file():
                 converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
                 loaded = tf.saved_model.load(str(path))
@@ -240,6 +247,7 @@ def convert(
                     f"{path} is neither a .keras file nor a SavedModel folder "
                     "(one holding saved_model.pb).")
         if not isinstance(model, (str, os.PathLike)):
+            _check_finite_weights(model)
             if _is_keras3(model):
                 layer_names = [layer.name for layer in _all_layers(model)]
                 input_shapes = _saved_model_from_keras(model, batch_size, tmp, signature_name)
@@ -304,6 +312,32 @@ def convert(
                 "replace that layer (e.g. ELU -> ReLU), or pass allow_float_ops=True to "
                 "keep it in float.")
     return result
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    text = " ".join(str(exc).split())[:300]
+    unknown = re.search(r"Could not (?:locate class|deserialize) '(?:[\w.]*\.)?(\w+)'", text)
+    if unknown:
+        return (f"{path} uses layer class '{unknown.group(1)}', which is not registered in "
+                "this process: import the package that defines it (keras-compress layers are "
+                "registered once the keras_compress package is imported) or pass the "
+                "loaded model itself.")
+    return (f"{path} is not a valid .keras file ({type(exc).__name__}: {text}); it is "
+            "damaged or incomplete: save the model again.")
+
+
+def _check_finite_weights(model: Any) -> None:
+    """A model with NaN/Inf weights converts, but to garbage or to float ops
+    that hide the cause: name the weight instead."""
+    for weight in getattr(model, "weights", []):
+        values = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            name = getattr(weight, "path", None) or getattr(weight, "name", "?")
+            raise ValueError(
+                f"Weight '{name}' holds {bad} NaN/Inf value(s) of {values.size}: the model "
+                "diverged or was loaded badly, and cannot be converted. Retrain it (a lower "
+                "learning rate) or reload it.")
 
 
 def _all_layers(model):

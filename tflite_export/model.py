@@ -48,6 +48,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"Cannot write {path}: it is a directory.")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f"Cannot write {path}: {path.parent} is a file, not a folder.")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"Cannot write {path}: folder {path.parent} does not exist.")
     if path.exists():
@@ -56,7 +58,11 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError:
+        raise PermissionError(
+            f"Cannot write {path}: no permission to create files in {path.parent}.") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

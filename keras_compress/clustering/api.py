@@ -50,6 +50,7 @@ def cluster(model: keras.layers.Layer, n_clusters: int = 16, init: str = "kmeans
     options = dict(n_clusters=n_clusters, init=init, per_channel=per_channel)
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"`model` must be a keras.Model or layer; received {type(model).__name__}.")
+    model_walk.check_finite(model, "cluster")
     if not model_walk.is_model(model):
         if layers is not None or skip is not None:
             raise ValueError("`layers` and `skip` only apply when clustering a model.")

@@ -117,6 +117,7 @@ def factorize(
         raise ValueError(f"`energy` must be in (0, 1]; received {energy!r}.")
     if budget is not None and not (isinstance(budget, (int, float)) and 0 < budget < 1):
         raise ValueError(f"`budget` must be a fraction in (0, 1); received {budget!r}.")
+    model_walk.check_finite(model, "factorize")
     leaves = list(model_walk.iter_layers(model))
     names = {layer.name for layer in leaves}
     if isinstance(rank, dict):

@@ -131,6 +131,7 @@ def prune(
         raise ValueError(
             f"`model` must be a keras.Model or keras layer; received {type(model).__name__}."
         )
+    model_walk.check_finite(model, "prune")
     if not model_walk.is_model(model):
         if layers is not None or skip is not None:
             raise ValueError("`layers` and `skip` only apply when pruning a model.")

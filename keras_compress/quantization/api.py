@@ -148,6 +148,7 @@ def quantize(
         raise ValueError(
             "`weight_bits`=4 with `activation_bits`=16: TFLite's 16x8 models have int8 "
             "weights only; use 8-bit weights, or 4-bit weights with 8-bit activations.")
+    model_walk.check_finite(model, "quantize")
     if not model_walk.is_model(model):
         if skip is not None or isinstance(weight_bits, dict):
             raise ValueError("`skip` and per-layer `weight_bits` only apply to a model.")
