@@ -384,3 +384,38 @@ def test_stock_tflite_converter_needs_no_representative_data(digits_split):
     keras_acc = qat.evaluate(xt, yt, verbose=0)[1]
     litert_acc = float(np.mean(np.argmax(tflite_export.predict(tfl, xt), 1) == yt))
     assert abs(litert_acc - keras_acc) <= 0.01
+
+
+def test_rescaling_and_upsampling_become_int8_ops_tflite_micro_runs(digits_split):
+    """Rescaling -> frozen 1x1 depthwise conv, UpSampling2D -> Resizing(nearest):
+    the same function in Keras, fully int8 in TFLite (no float MUL/ADD, no TILE),
+    and a constant non-zero bias keeps one value per channel in the int32 tensor."""
+    (x, _), (xt, _) = digits_split
+    x3 = np.repeat(x[:128], 3, axis=-1).astype("float32")
+    xt3 = np.repeat(xt[:64], 3, axis=-1).astype("float32")
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)), L.Rescaling([2.0, 1.0, 0.5], offset=-1.0, name="scale"),
+        L.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="conv"),
+        L.UpSampling2D(name="up"), L.Flatten(), L.Dense(10, name="fc")])
+    qat = kc.quantize(model)
+    names = [type(layer).__name__ for layer in qat.layers]
+    assert "Rescaling" not in names and "UpSampling2D" not in names and "Resizing" in names
+    assert not qat.get_layer("quant_scale").trainable_weights
+    for layer in qat.layers:       # QAT off: exactly the float model
+        if hasattr(layer, "enabled"):
+            layer.enabled.assign(0.0)
+    np.testing.assert_allclose(qat(xt3), model(xt3), atol=1e-6)
+    for layer in qat.layers:
+        if hasattr(layer, "enabled"):
+            layer.enabled.assign(1.0)
+    plain = kc.strip(_calibrate(qat, x3))
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    assert tfl.is_fully_integer and "TILE" not in tfl.ops and "MUL" not in tfl.ops
+    assert {"DEPTHWISE_CONV_2D", "RESIZE_NEAREST_NEIGHBOR"} <= set(tfl.ops)
+    bias = next(inputs[2] for op, inputs, _ in tfl.operators if op == "DEPTHWISE_CONV_2D")
+    values = tfl.constant(bias).astype(float) * np.asarray(bias.scale)
+    np.testing.assert_allclose(values, [-1.0, -1.0, -1.0], atol=1e-3)
+    step = tfl.outputs[0].scale[0]
+    reference = tflite_export.predict(tfl, xt3, "litert-reference")
+    assert np.max(np.abs(reference - plain.predict(xt3, verbose=0))) <= 3 * step
+    np.testing.assert_array_equal(tflite_export.predict(tfl, xt3, "micro"), reference)

@@ -216,9 +216,11 @@ def check_micro_compatible(tfl: TFLiteModel) -> None:
 def _micro_failure(tfl: TFLiteModel, text: str, exc: Exception) -> str:
     missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '(\w+)'", text)))
     if missing:
+        where = [f"{op} at tensor '{outs[0].name.split(';')[0]}'" for op in missing
+                 for name, _, outs in [next(o for o in tfl.operators if o[0] == op)] if outs]
         return (f"TFLite-Micro has no kernel for op(s) {', '.join(missing)} used by this "
-                "model; replace the layer that produces them (e.g. GELU -> ReLU) or keep "
-                "this model for LiteRT only.")
+                f"model ({'; '.join(where)}); replace the layer that produces them (e.g. "
+                "GELU -> ReLU) or keep this model for LiteRT only.")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     node = next((i for i, line in enumerate(lines)
                  if re.match(r"Node \w+ \(number \d+\) failed", line)), None)

@@ -11,7 +11,11 @@ The model graph is rebuilt so that it computes what the int8 TFLite model will:
   Concatenate, GlobalAveragePooling, other activations...). Ops that keep their
   input's scale (pooling, reshape, flatten, dropout, padding, upsampling) and
   ops with a fixed output range (softmax, sigmoid, tanh) get none, so the
-  converted model holds no extra QUANTIZE/DEQUANTIZE ops.
+  converted model holds no extra QUANTIZE/DEQUANTIZE ops;
+- two layers are swapped for equivalents TFLite-Micro runs in int8: a
+  Rescaling becomes a frozen 1x1 depthwise convolution (the converter keeps a
+  Rescaling's MUL/ADD in float), and a nearest-neighbour UpSampling2D becomes a
+  Resizing (RESIZE_NEAREST_NEIGHBOR instead of TILE, which TFLite-Micro lacks).
 
 Layers with weights that have no int8 path (LayerNormalization, Embedding, a
 BatchNormalization not after a Conv/Dense, subclassed layers...) are all listed
@@ -44,6 +48,7 @@ import dataclasses
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
@@ -77,7 +82,7 @@ _FUSABLE = ("relu", "relu6")
 
 @dataclasses.dataclass
 class _Plan:
-    kind: str  # weighted | absorbed | same | fixed | nested | float | plain
+    kind: str  # weighted | absorbed | same | fixed | nested | float | plain | rescaling | resize
     batchnorm: Any = None
     activation: str | None = None  # fused ReLU/ReLU6
     split: str | None = None  # the layer's own activation, applied after a quantizer
@@ -327,6 +332,12 @@ class _Graph:
         self.plans[id(layer)] = plan
 
     def _plan_other(self, layer, single) -> _Plan:
+        if isinstance(layer, L.Rescaling) and len(_input_shape(layer)) in (3, 4):
+            return _Plan("rescaling")
+        if (isinstance(layer, L.UpSampling2D) and layer.interpolation == "nearest"
+                and layer.data_format == "channels_last"
+                and None not in _input_shape(layer)[1:3]):
+            return _Plan("resize", quantize_output=False)
         if isinstance(layer, _SAME_SCALE):
             return _Plan("same", quantize_output=False)
         if isinstance(layer, (L.Activation, L.Softmax)):
@@ -383,6 +394,15 @@ class _Graph:
             new = _Graph(layer, self.options, self.problems, quantize_inputs=False).build()
         elif plan.kind == "weighted":
             new = self._wrap(layer, plan)
+        elif plan.kind == "rescaling":
+            new = self._wrap_rescaling(layer)
+        elif plan.kind == "resize":
+            # Keras lowers UpSampling2D to TILE, which TFLite-Micro lacks; a
+            # nearest-neighbour Resizing computes the same for integer factors
+            # and becomes RESIZE_NEAREST_NEIGHBOR, which it runs.
+            _, height, width, _ = _input_shape(layer)
+            new = L.Resizing(height * layer.size[0], width * layer.size[1],
+                             interpolation="nearest", name=layer.name)
         else:
             new = model_walk.copy_layer(layer)
         self.by_new[id(new)] = plan
@@ -436,6 +456,25 @@ class _Graph:
                             activation=plan.activation, weight_bits=bits),
         )
         return plan.parts[1]
+
+    def _wrap_rescaling(self, layer) -> QuantizeWrapper:
+        """Rescaling (x * scale + offset) -> a frozen 1x1 depthwise convolution
+        computing the same: TFLite keeps a Rescaling's MUL and ADD in float in a
+        QAT graph, while the depthwise op runs in int8 (each channel's single
+        weight sits exactly on its int8 grid)."""
+        shape = _input_shape(layer)
+        channels = shape[-1]
+        conv = (L.DepthwiseConv2D if len(shape) == 4 else L.DepthwiseConv1D)(
+            1, name=f"{layer.name}_depthwise", trainable=False)
+        conv.build(shape)
+        scale = np.broadcast_to(np.asarray(layer.scale, "float32"), (channels,))
+        offset = np.broadcast_to(np.asarray(layer.offset, "float32"), (channels,))
+        conv.kernel.assign(scale.reshape(tuple(conv.kernel.shape)))
+        conv.bias.assign(offset)
+        wrapper = QuantizeWrapper(conv, weight_bits=8, name=f"quant_{layer.name}")
+        wrapper.build(shape)
+        wrapper.trainable = False
+        return wrapper
 
     def _call(self, layer, *args, **kwargs):
         plan = self.by_new[id(layer)]
@@ -495,6 +534,11 @@ class _Graph:
         return keras.models.clone_model(
             model, input_tensors=inputs, clone_function=self._clone, call_function=self._call
         )
+
+
+def _input_shape(layer) -> tuple:
+    config = layer.get_build_config() if layer.built else None
+    return tuple(config["input_shape"]) if config else ()
 
 
 def _is_float(tensor) -> bool:

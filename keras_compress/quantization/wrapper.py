@@ -273,6 +273,12 @@ class QuantizeWrapper(CompressionWrapper):
             b0 = 0.0 if b is None else b
             b = ((b0 - bn.moving_mean.numpy()) * s + beta).astype(np.float32)
         w = quantizers.quantize_weight_np(w, self._channel_axes, self.weight_bits)
+        if b is not None and b.size > 1 and np.ptp(b) == 0 and b.flat[0] != 0:
+            # The converter quantizes a bias whose values are all equal (a splat
+            # constant) with the first channel's scale only (measured, TF 2.21):
+            # make them differ by a few ulps, far below any int32 bias step.
+            b = b + np.arange(b.size, dtype=np.float32).reshape(b.shape) * np.spacing(
+                np.abs(b.flat[0]), dtype=np.float32)
         return w, b
 
     def stripped(self) -> keras.layers.Layer:
