@@ -90,6 +90,9 @@ class DistillationCallback(keras.callbacks.Callback):
             d.temperature.assign(value)
 
     def on_epoch_begin(self, epoch, logs=None):
+        # Re-read the step: a BackupAndRestore listed after this callback
+        # restores the optimizer only after on_train_begin has run here.
+        self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         if self.unit == "epoch":
             self._set(epoch)
 

@@ -158,6 +158,10 @@ class Distiller(keras.distillation.Distiller):
         if self.hints:
             self._build_hints()
         self._stash = None
+        # Teacher, student and the projections hold all the weights, built: so
+        # is the Distiller (BackupAndRestore and load_weights require it).
+        if student.built and teacher.built:
+            self.built = True
 
     def _build_hints(self) -> None:
         self._teacher_with_hints = _tap(self.teacher, [t for t, _ in self.hints], "teacher")

@@ -1,0 +1,67 @@
+"""Crash safety: a training process killed (SIGKILL) in the middle of an epoch
+resumes from its last checkpoint, with pruning masks and step, QAT ranges and
+switches, BatchNormalization state and the distillation schedule intact, and
+ends with exactly the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHILD = Path(__file__).with_name("crash_child.py")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _start(workdir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen([sys.executable, str(CHILD), str(workdir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> None:
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir()
+    killed.mkdir()
+    uninterrupted = _start(whole)
+    interrupted = _start(killed)
+
+    # Kill the second run while it trains epoch 3 (QAT on, masks still ramping).
+    deadline = time.monotonic() + 600
+    while not (killed / "epoch_2").exists():
+        assert interrupted.poll() is None, interrupted.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    interrupted.send_signal(signal.SIGKILL)
+    interrupted.wait()
+    assert interrupted.returncode == -signal.SIGKILL
+    assert not (killed / "result.npz").exists()
+    assert list((killed / "backup").iterdir())   # a checkpoint is there to resume from
+
+    for marker in killed.glob("epoch_*"):
+        marker.unlink()
+    resumed = _start(killed)
+    _finish(resumed)
+    _finish(uninterrupted)
+    # It resumed after epoch 2 (epoch 3 may have been saved before the kill).
+    done = sorted(int(p.name.split("_")[1]) for p in killed.glob("epoch_*"))
+    assert done[0] in (3, 4) and done[-1] == 5, done
+    assert not (killed / "backup").exists()    # cleaned up after success
+
+    a, b = np.load(whole / "result.npz"), np.load(killed / "result.npz")
+    assert sorted(a.files) == sorted(b.files)
+    assert float(a["sparsity"]) == pytest.approx(0.75, abs=0.01)
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
