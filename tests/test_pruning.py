@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import keras_compress as kc
 from conftest import compile_classifier, kernels, small_cnn
@@ -263,6 +265,32 @@ def test_strip_is_idempotent_and_saves_as_plain_keras(tmp_path, digits_split):
     once.save(tmp_path / "plain.keras")
     reloaded = keras.models.load_model(tmp_path / "plain.keras", compile=False)
     for a, b in zip(once.get_weights(), reloaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=12, deadline=None)
+@given(structure=st.sampled_from(["unstructured", "channel", "2:4", "1:4"]),
+       sparsity=st.floats(0.0, 0.95), seed=st.integers(0, 2**16))
+def test_strip_bakes_the_masks_and_is_idempotent(structure, sparsity, seed):
+    """Property: after masks at any sparsity and structure, strip() equals
+    kernel * mask, reaches the sparsity the masks hold, and strip(strip(m))
+    equals strip(m)."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, name="a"),
+                              keras.layers.Dense(4, name="b")])
+    if structure in ("2:4", "1:4"):
+        sparsity = 1 - int(structure[0]) / 4
+    pruned = kc.prune(model, schedule=kc.ConstantSparsity(sparsity, 0), structure=structure)
+    for wrapper in pruned.layers:
+        wrapper.update_masks(sparsity)
+    once = kc.strip(pruned)
+    for wrapper, plain in zip(pruned.layers, once.layers):
+        [effective] = wrapper.effective_weights()
+        np.testing.assert_array_equal(plain.kernel.numpy(), effective)
+    zeros = sum(int(np.sum(layer.kernel.numpy() == 0)) for layer in once.layers)
+    assert zeros >= int(sparsity * (16 * 8 + 8 * 4)) - 8  # channel: whole units round down
+    twice = kc.strip(once)
+    for a, b in zip(once.get_weights(), twice.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 

@@ -85,3 +85,23 @@ def test_polynomial_decay_is_monotone_and_bounded(initial, final, begin, length,
         assert all(b <= a + 1e-12 for a, b in pairs)
     assert s(begin + length) == pytest.approx(final)
     assert s.should_update(begin) and s.should_update(begin + length)
+
+
+@given(
+    kind=st.sampled_from(["Linear", "Cosine"]),
+    start=st.floats(-10.0, 10.0),
+    end=st.floats(-10.0, 10.0),
+    begin=st.integers(0, 1000),
+    length=st.integers(1, 5000),
+)
+def test_value_schedules_are_monotone_and_hit_both_ends(kind, start, end, begin, length):
+    s = getattr(kc.schedules, kind)(start, end, begin, begin + length)
+    steps = range(begin - 3, begin + length + 3, max(1, length // 40))
+    values = [s(t) for t in steps]
+    pairs = list(zip(values, values[1:]))
+    if end >= start:
+        assert all(b >= a - 1e-9 for a, b in pairs)
+    else:
+        assert all(b <= a + 1e-9 for a, b in pairs)
+    assert s(begin - 1) == pytest.approx(start) and s(begin) == pytest.approx(start)
+    assert s(begin + length) == pytest.approx(end) and s(begin + length + 10) == pytest.approx(end)
