@@ -163,6 +163,8 @@ CASES = [
     ("output folder is a file", lambda p: _float_tfl().save(
         (p / "file.txt").write_text("x") and p / "file.txt" / "m.tflite"), NotADirectoryError,
      r"file.txt is a file"),
+    ("output folder not writable", lambda p: _float_tfl().save("/proc/m.tflite"), OSError,
+     r"Cannot write /proc/m.tflite: cannot create files in /proc"),
     ("output folder missing", lambda p: _float_tfl().save(p / "nope" / "m.tflite"),
      FileNotFoundError, r"nope does not exist"),
     # --- TFLite-Micro
@@ -236,7 +238,9 @@ def _write_doc() -> None:
                 message = " ".join(str(exc).replace(folder, "<dir>").split())
         rows.append(f"| {case} | `{error.__name__}` | {message.replace('|', '/')} |")
     path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
-    path.write_text(_DOC.format(rows="\n".join(rows)))
+    old = path.read_text() if path.exists() else ""
+    zoo = old[old.index("## Architecture zoo"):] if "## Architecture zoo" in old else ""
+    path.write_text(_DOC.format(rows="\n".join(rows)) + ("\n" + zoo if zoo else ""))
 
 
 if __name__ == "__main__":

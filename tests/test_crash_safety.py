@@ -65,3 +65,49 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     assert float(a["sparsity"]) == pytest.approx(0.75, abs=0.01)
     for name in a.files:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+_WRITER = """
+import sys
+import numpy as np
+from tflite_export.model import TFLiteModel
+a, b = (TFLiteModel.load(p) for p in sys.argv[2:4])
+print("ready", flush=True)
+while True:
+    for model in (a, b):
+        model.save(sys.argv[1])
+"""
+
+
+def test_killed_export_never_leaves_a_partial_model(tmp_path):
+    """A process saving .tflite files over and over is killed (SIGKILL) at
+    random moments: the target is always absent or one complete model."""
+    import keras
+
+    import tflite_export
+
+    models = []
+    for units in (1200, 900):   # two multi-megabyte models with different bytes
+        model = keras.Sequential([keras.Input((1000,)), keras.layers.Dense(units)])
+        path = tmp_path / f"m{units}.tflite"
+        tflite_export.convert(model, mode="float32").save(path)
+        models.append(path.read_bytes())
+    target = tmp_path / "out" / "model.tflite"
+    target.parent.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(target), str(tmp_path / "m1200.tflite"),
+             str(tmp_path / "m900.tflite")], env=env, stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.05, 0.4)))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if target.exists():
+            assert target.read_bytes() in models
+            tflite_export.TFLiteModel.load(target)
+    # Temporary files are dot-files in the same folder; a kill can orphan one,
+    # never the model itself.
+    assert [p.name for p in target.parent.iterdir() if not p.name.startswith(".")] \
+        in ([], ["model.tflite"])

@@ -60,9 +60,10 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
         mode = 0o666 & ~umask
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except PermissionError:
-        raise PermissionError(
-            f"Cannot write {path}: no permission to create files in {path.parent}.") from None
+    except OSError as exc:
+        kind = PermissionError if isinstance(exc, PermissionError) else OSError
+        raise kind(f"Cannot write {path}: cannot create files in {path.parent} "
+                   f"({exc.strerror or exc}).") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
