@@ -337,8 +337,8 @@ def test_bad_arguments_are_named(kwargs, match):
 
 def test_refusals_name_the_layer():
     seq = keras.Sequential([keras.Input((8, 8, 3)), L.SeparableConv2D(4, 3, name="sep")])
-    with pytest.raises(ValueError, match="'prune_sep' .*pruned SeparableConv"):
-        kc.quantize(kc.prune(seq))
+    with pytest.raises(ValueError, match="'cluster_sep' .*SeparableConv inside a ClusterWrapper"):
+        kc.quantize(kc.cluster(seq))
     qat = kc.quantize(keras.Sequential([keras.Input((4,)), L.Dense(2)]))
     with pytest.raises(ValueError, match="already quantized"):
         kc.quantize(qat)
@@ -419,3 +419,42 @@ def test_rescaling_and_upsampling_become_int8_ops_tflite_micro_runs(digits_split
     reference = tflite_export.predict(tfl, xt3, "litert-reference")
     assert np.max(np.abs(reference - plain.predict(xt3, verbose=0))) <= 3 * step
     np.testing.assert_array_equal(tflite_export.predict(tfl, xt3, "micro"), reference)
+
+
+@pytest.mark.parametrize("structure", ["unstructured", "2:4", "channel"])
+def test_pruned_separable_conv_splits_with_its_masks_and_keeps_pruning(structure, digits_split):
+    """quantize(prune(model)) splits a pruned SeparableConv: the 1x1 convolution
+    carries the pointwise masks, schedule and step, pruning goes on during QAT,
+    and the int8 model keeps every zero."""
+    (x, y), (xt, _) = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 1, name="conv"),
+                              L.SeparableConv2D(16, 3, activation="relu", name="sep"),
+                              L.Flatten(), L.Dense(10, name="fc")])
+    schedule = kc.PolynomialDecay(0.0, 0.5, 0, 30, frequency=10)
+    pruned = compile_classifier(kc.prune(model, schedule, structure=structure, layers=["sep"]))
+    with pytest.warns(UserWarning, match="final sparsity was not reached"):
+        pruned.fit(x[:640], y[:640], batch_size=32, epochs=1, verbose=0,
+                   callbacks=[kc.PruningCallback()])                # 20 steps: part way
+    [old_mask] = [w.numpy() for w in pruned.get_layer("prune_sep").weights
+                  if w.name == "pointwise_kernel_mask"]
+    qat = compile_classifier(kc.quantize(pruned))
+    split = next(layer for layer in qat.layers
+                 if isinstance(layer, kc.QuantizeWrapper) and layer.name.endswith("pointwise"))
+    inner = split.layer
+    assert isinstance(inner, kc.PruningWrapper) and int(inner.pruning_step.numpy()) == 20
+    [mask] = [w for w in inner.weights if w.name == "kernel_mask"]
+    np.testing.assert_array_equal(mask.numpy(), old_mask)
+    qat.fit(x[:640], y[:640], batch_size=32, epochs=1, verbose=0,
+            callbacks=[kc.PruningCallback()])                       # 0.5 from step 30
+    plain = kc.strip(qat)
+    kernel = plain.get_layer("sep_pointwise").kernel.numpy()
+    assert np.mean(kernel == 0) >= 0.5 - 1e-6
+    assert np.all(kernel.reshape(old_mask.shape)[old_mask == 0] == 0)   # zeros stay zeros
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    assert tfl.is_fully_integer
+    weights = [tfl.constant(inputs[1]) for op, inputs, _ in tfl.operators
+               if op == "CONV_2D" and inputs[1].shape[0] == 16]
+    assert len(weights) == 1 and np.mean(weights[0] == 0) >= 0.5 - 1e-6
+    agree = np.argmax(tflite_export.predict(tfl, xt[:100]), 1) == np.argmax(
+        plain.predict(xt[:100], verbose=0), 1)
+    assert np.mean(agree) >= 0.97

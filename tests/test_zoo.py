@@ -80,7 +80,7 @@ ZOO = {
         "ok"),
     "SeparableConv2D": (lambda: keras.Sequential([
         keras.Input(SHAPE), L.SeparableConv2D(8, 3, activation="relu", name="sep"), L.Flatten(),
-        L.Dense(10)]), (ValueError, r"'prune_sep' \(PruningWrapper\) is a pruned SeparableConv")),
+        L.Dense(10)]), "ok"),
     "Conv1D on rows": (lambda: keras.Sequential([
         keras.Input(SHAPE), L.Reshape((8, 8)), L.Conv1D(8, 3, activation="relu"),
         L.GlobalAveragePooling1D(), L.Dense(10)]), "ok"),

@@ -53,6 +53,7 @@ import numpy as np
 from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning.api import LayerSelector, _selector
+from keras_compress.pruning.wrapper import PruningWrapper
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.wrapper import (
     QUANTIZABLE_LAYERS,
@@ -301,7 +302,7 @@ class _Graph:
             if model_walk.is_graph_model(layer):
                 self.plans[id(layer)] = _Plan("nested", quantize_output=False)
                 continue
-            if is_quantizable(layer) or isinstance(layer, _SEPARABLE):
+            if is_quantizable(layer) or isinstance(_separable_base(layer), _SEPARABLE):
                 self._plan_weighted(layer, single)
                 continue
             self.plans[id(layer)] = self._plan_other(layer, single)
@@ -360,9 +361,9 @@ class _Graph:
             why = ("does not directly follow a Conv/Dense layer (with a linear "
                    "activation and no other consumer) it could be folded into")
         elif isinstance(layer, CompressionWrapper) and isinstance(layer.base_layer, _SEPARABLE):
-            why = ("is a pruned SeparableConv layer; QAT splits it into a depthwise "
-                   "and a 1x1 convolution, so quantize it first and prune after, or "
-                   "build it as DepthwiseConv2D + Conv2D(kernel_size=1)")
+            why = (f"is a SeparableConv inside a {type(layer).__name__}; QAT splits it into "
+                   "a depthwise and a 1x1 convolution, which only a PruningWrapper follows: "
+                   "build it as DepthwiseConv2D + Conv2D(kernel_size=1) instead")
         elif isinstance(layer, (L.Conv3D, L.Conv3DTranspose)):
             why = "is a 3D convolution, which TFLite-Micro has no int8 kernel for"
         elif model_walk.is_model(layer):
@@ -409,7 +410,7 @@ class _Graph:
         return new
 
     def _wrap(self, layer, plan: _Plan) -> QuantizeWrapper:
-        if isinstance(layer, _SEPARABLE):
+        if isinstance(_separable_base(layer), _SEPARABLE):
             return self._wrap_separable(layer, plan)
         inner = model_walk.copy_layer(layer)
         if plan.split:
@@ -428,7 +429,11 @@ class _Graph:
 
     def _wrap_separable(self, layer, plan: _Plan) -> QuantizeWrapper:
         """SeparableConvND -> DepthwiseConvND + ActivationQuantizer + ConvND(1):
-        TFLite runs it as those two ops and needs an int8 tensor between them."""
+        TFLite runs it as those two ops and needs an int8 tensor between them.
+        A pruned SeparableConv prunes its pointwise kernel only: the 1x1
+        convolution gets a PruningWrapper with the same schedule, masks and step."""
+        pruned = layer if isinstance(layer, PruningWrapper) else None
+        layer = pruned.layer if pruned else layer
         two_d = isinstance(layer, L.SeparableConv2D)
         config = layer.get_config()
         common = dict(strides=config["strides"], padding=config["padding"],
@@ -448,6 +453,8 @@ class _Graph:
             layer.pointwise_kernel.numpy().reshape(tuple(pointwise.kernel.shape)))
         if config["use_bias"]:
             pointwise.bias.assign(layer.bias.numpy())
+        if pruned:
+            pointwise = _split_pruning(pruned, pointwise, depthwise.compute_output_shape(shape))
         bits = _bits_for(self.options.weight_bits, layer)
         plan.parts = (
             QuantizeWrapper(depthwise, weight_bits=bits),
@@ -534,6 +541,26 @@ class _Graph:
         return keras.models.clone_model(
             model, input_tensors=inputs, clone_function=self._clone, call_function=self._call
         )
+
+
+def _separable_base(layer):
+    """The SeparableConv a layer is, or a PruningWrapper holds (else the layer)."""
+    return layer.layer if isinstance(layer, PruningWrapper) else layer
+
+
+def _split_pruning(pruned: PruningWrapper, pointwise, input_shape) -> PruningWrapper:
+    """The pruned SeparableConv's pointwise state moved onto its 1x1 convolution:
+    the same schedule, structure and ranking, masks and step (the layouts agree:
+    input axis -2, output axis -1)."""
+    wrapper = PruningWrapper(pointwise, schedule=pruned.schedule, structure=str(pruned.structure),
+                             ranking=pruned.ranking, name=pruned.name)
+    wrapper.build(input_shape)
+    [(_, _, old)], [(_, _, new)] = pruned._targets, wrapper._targets
+    new.assign(np.asarray(old.numpy()).reshape(tuple(new.shape)))
+    for (_, old_bias), (_, new_bias) in zip(pruned._bias_targets, wrapper._bias_targets):
+        new_bias.assign(old_bias.numpy())
+    wrapper.pruning_step.assign(pruned.pruning_step.numpy())
+    return wrapper
 
 
 def _input_shape(layer) -> tuple:
