@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 import keras as _keras
 
-__all__ = ["lenet_300_100", "lenet5", "resnet8"]
+__all__ = ["lenet_300_100", "lenet5", "resnet8", "ds_cnn"]
 
 
 def lenet_300_100(
@@ -98,3 +98,26 @@ def resnet8(
     x = layers.Reshape((x.shape[-1],), name="flatten")(x)
     outputs = layers.Dense(num_classes, kernel_regularizer=l2, name="logits")(x)
     return keras.Model(inputs, outputs, name="resnet8")
+
+
+def ds_cnn(
+    input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10, keras_module=None
+) -> keras.Model:
+    """A depthwise-separable (MobileNet-style) CNN for CIFAR-10: a 3x3 stem and
+    four blocks of DepthwiseConv+BN+ReLU then 1x1 Conv+BN+ReLU (64, 128, 128,
+    256 filters; the second and fourth stride 2), global average pooling and a
+    Dense head. Outputs logits."""
+    keras = keras_module or _keras
+    layers = keras.layers
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    for block, (filters, strides) in enumerate(((64, 1), (128, 2), (128, 1), (256, 2)), start=1):
+        x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
+                                   name=f"b{block}_dw")(x)
+        x = layers.ReLU(name=f"b{block}_dw_relu")(layers.BatchNormalization(name=f"b{block}_dw_bn")(x))
+        x = layers.Conv2D(filters, 1, use_bias=False, name=f"b{block}_pw")(x)
+        x = layers.ReLU(name=f"b{block}_pw_relu")(layers.BatchNormalization(name=f"b{block}_pw_bn")(x))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="ds_cnn")

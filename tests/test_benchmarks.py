@@ -85,3 +85,30 @@ def test_deep_compression_benchmark_quick_run_fills_every_row(data_dir, tmp_path
     assert "### lenet_300_100: per stage" in markdown and "Han et al. 2016" in markdown
     deep_compression.plot([result], tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
+    """`benchmarks.run` end to end on LeNet-300-100 with TFMOT in its subprocess
+    (tiny sizes): every artifact gets every column; numbers are not asserted."""
+    from benchmarks import run
+
+    config = {"full": False, "data_dir": str(data_dir), "tfmot": True, "latency_runs": 5,
+              "seed": 0, "sizes": (1000, 200, 1, 1, 1)}
+    result = run.run_case("lenet_300_100", config)
+    rows = result["rows"]
+    assert list(rows) == ["float32", "PTQ int8", "keras-compress", "TFMOT"]
+    for label, row in rows.items():
+        for column in ("litert", "raw", "gzip", "raw_ratio", "gzip_ratio", "latency_ms",
+                       "conversion_s"):
+            assert row[column] is not None, (label, column)
+        if label != "float32":
+            assert row["fully_integer"] and row["micro"] is not None and row["arena"] > 0
+            assert row["latency_vs_float"] > 0
+    assert rows["keras-compress"]["step_ratio"] > 0 and rows["TFMOT"]["step_ratio"] > 0
+    assert rows["keras-compress"]["latency_vs_tfmot"] > 0
+    assert rows["keras-compress"]["sparsity"] > 0.5 and rows["TFMOT"]["sparsity"] > 0.5
+    markdown = run.render([result], config)
+    assert "| TFMOT |" in markdown and "| keras-compress |" in markdown
+    run.plot([result], tmp_path / "suite.png")
+    assert (tmp_path / "suite.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,296 @@
+"""The benchmark suite: Keras 3 float, post-training int8, TFMOT (tf_keras,
+prune + PQAT, in a subprocess) and keras-compress, side by side on the same
+data, model and epochs, in one invocation.
+
+    python -m benchmarks.run --quick                    # a few minutes on 2 cores
+    python -m benchmarks.run --full                     # the real run
+    python -m benchmarks.run --quick --cases=lenet_300_100
+
+Per case: accuracy (Keras, LiteRT int8, TFLite-Micro), raw and gzip sizes and
+their ratio to the float32 weights, LiteRT median latency (and the int8 /
+float32 and ours / TFMOT ratios), training step time with compression / plain
+fit (ours and TFMOT's), conversion time and TFLite-Micro arena bytes. Every
+artifact is measured in this process with the same interpreters. Results go
+to docs/benchmarks.md (section `suite`), docs/benchmarks.json and
+docs/suite.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+KEY = "suite"
+REPO = Path(__file__).resolve().parents[1]
+
+# model, dataset, and the run lengths: (train images, test images, float
+# epochs, prune epochs, QAT epochs) for --quick and --full.
+CASES = {
+    "lenet_300_100": dict(dataset="mnist", quick=(8000, 2000, 3, 1, 1),
+                          full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64, lr=1e-3),
+    "lenet5": dict(dataset="mnist", quick=(8000, 2000, 2, 1, 1),
+                   full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64, lr=1e-3),
+    "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 2, 1, 1),
+                    full=(50000, 10000, 120, 10, 5), sparsity=0.5, batch=64, lr=1e-3),
+    "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 2, 1, 1),
+                   full=(50000, 10000, 60, 8, 4), sparsity=0.5, batch=64, lr=1e-3),
+}
+# MLPerf Tiny v1.x image classification (ResNet-8, CIFAR-10) quality target.
+MLPERF_TINY_TARGET = 0.85
+
+
+def _define_flags() -> None:
+    flags.DEFINE_bool("quick", False, "Short run (reduced epochs and images).")
+    flags.DEFINE_bool("full", False, "The real run.")
+    flags.DEFINE_list("cases", list(CASES), "Cases to run.")
+    flags.DEFINE_string("data_dir", str(REPO.parent / "shared" / "datasets"),
+                        "Folder holding mnist/ and cifar10/.")
+    flags.DEFINE_bool("tfmot", True, "Run the TFMOT peer.")
+    flags.DEFINE_integer("latency_runs", 50, "LiteRT timed runs per artifact.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
+
+
+def load_case_data(config: dict):
+    """The case's training and test images (random subsets: the CIFAR-10 JPEG
+    archive is ordered by class), normalized to [0, 1]; shared with the peer."""
+    import numpy as np
+
+    from keras_compress import datasets
+
+    (x, y), (xt, yt) = getattr(datasets, config["dataset"])(config["data_dir"], normalize=True)
+    if config["model"] == "lenet5":
+        x, xt = x[..., None], xt[..., None]
+    rng = np.random.default_rng(config["seed"])
+    keep = rng.permutation(len(x))[: config["train_images"]]
+    test = rng.permutation(len(xt))[: config["test_images"]]
+    return (x[keep], y[keep]), (xt[test], yt[test])
+
+
+def run_case(name: str, config: dict) -> dict:
+    import keras
+    import numpy as np
+
+    import keras_compress as kc
+    import tflite_export
+    from benchmarks._timing import step_time_callback
+
+    case = CASES[name]
+    images, tests, float_epochs, prune_epochs, qat_epochs = config.get("sizes") or case[
+        "full" if config["full"] else "quick"]
+    setup = {"model": name, "dataset": case["dataset"], "data_dir": config["data_dir"],
+             "seed": config["seed"], "train_images": images, "test_images": tests,
+             "batch_size": case["batch"], "learning_rate": case["lr"] / 2,
+             "sparsity": case["sparsity"], "prune_epochs": prune_epochs,
+             "qat_epochs": qat_epochs}
+    (x, y), (xt, yt) = load_case_data(setup)
+    keras.utils.set_random_seed(config["seed"])
+    StepTimer = step_time_callback(keras.callbacks.Callback)
+    batch = case["batch"]
+    steps = -(-len(x) // batch)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def fit(model, epochs, lr, callbacks=()):
+        model.compile(keras.optimizers.Adam(lr), loss, metrics=["accuracy"])
+        timer = StepTimer()
+        model.fit(x, y, batch_size=batch, epochs=epochs, verbose=2,
+                  callbacks=[timer, *callbacks])
+        return float(np.median(timer.per_step[1:] or timer.per_step))
+
+    def accuracy(model):
+        return float(np.mean(np.argmax(model.predict(xt, verbose=0), 1) == yt))
+
+    print(f"\n== {name}: float baseline, {float_epochs} epochs on {len(x):,} images", flush=True)
+    base = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
+    fit(base, float_epochs, case["lr"])
+    float_weights = base.get_weights()
+    plain = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
+    plain.set_weights(float_weights)
+    plain_step = fit(plain, 2, setup["learning_rate"])     # the step-time reference
+    float_bytes = 4 * sum(int(np.prod(w.shape)) for w in float_weights)
+
+    def convert(model, **kwargs):
+        began = time.perf_counter()
+        tfl = tflite_export.convert(model, **kwargs)
+        return tfl, time.perf_counter() - began
+
+    artifacts = {}
+    artifacts["float32"] = (*convert(base, mode="float32"), accuracy(base), None)
+    artifacts["PTQ int8"] = (*convert(base, mode="int8", io_dtype="int8",
+                                      representative_data=x[:500]), accuracy(base), None)
+
+    print(f"== {name}: keras-compress prune {case['sparsity']} + QAT", flush=True)
+    ours = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
+    ours.set_weights(float_weights)
+    schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
+                                  frequency=max(1, steps // 4))
+    qat = kc.quantize(kc.prune(ours, schedule))
+    ours_step = fit(qat, prune_epochs + qat_epochs, setup["learning_rate"],
+                    [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
+    stripped = kc.strip(qat)
+    artifacts["keras-compress"] = (*convert(stripped, mode="int8", io_dtype="int8"),
+                                   accuracy(stripped), kc.sparsity(stripped).overall)
+
+    peer = None
+    if config["tfmot"]:
+        print(f"== {name}: TFMOT prune {case['sparsity']} + PQAT (tf_keras subprocess)",
+              flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
+            peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
+                           "output": str(Path(tmp) / "tfmot.tflite")}
+            env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
+                   + os.environ.get("PYTHONPATH", "")}
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks._tfmot_suite_peer", json.dumps(peer_config)],
+                capture_output=True, text=True, env=env, cwd=REPO)
+            if done.returncode != 0:
+                raise RuntimeError(f"TFMOT peer failed: {done.stderr[-2000:]}")
+            peer = json.loads(done.stdout.strip().splitlines()[-1])
+            tfl = tflite_export.TFLiteModel.load(peer_config["output"])
+        artifacts["TFMOT"] = (tfl, peer["conversion_s"], peer["keras_accuracy"], peer["sparsity"])
+
+    rows = {}
+    for label, (tfl, seconds, keras_acc, sparsity) in artifacts.items():
+        result = tflite_export.benchmark(tfl, xt, yt, name=label, runs=config["latency_runs"],
+                                         micro=tfl.is_fully_integer, progress=True)
+        rows[label] = {
+            "keras": keras_acc, "litert": result.litert_accuracy, "micro": result.micro_accuracy,
+            "raw": tfl.size, "gzip": tfl.gzip_size, "raw_ratio": float_bytes / tfl.size,
+            "gzip_ratio": float_bytes / tfl.gzip_size, "latency_ms": result.litert.median_ms,
+            "conversion_s": seconds, "arena": result.arena_bytes, "sparsity": sparsity,
+            "fully_integer": tfl.is_fully_integer}
+    rows["keras-compress"]["step_ratio"] = ours_step / plain_step
+    if peer:
+        rows["TFMOT"]["step_ratio"] = (peer["prune_step_s"] * prune_epochs
+                                       + peer["qat_step_s"] * qat_epochs) / (
+            (prune_epochs + qat_epochs) * peer["plain_step_s"])
+        rows["TFMOT"]["prune_step_ratio"] = peer["prune_step_s"] / peer["plain_step_s"]
+        rows["TFMOT"]["qat_step_ratio"] = peer["qat_step_s"] / peer["plain_step_s"]
+    for label in ("PTQ int8", "keras-compress", "TFMOT"):
+        if label in rows:
+            rows[label]["latency_vs_float"] = rows[label]["latency_ms"] / rows["float32"]["latency_ms"]
+    if peer:
+        rows["keras-compress"]["latency_vs_tfmot"] = (rows["keras-compress"]["latency_ms"]
+                                                      / rows["TFMOT"]["latency_ms"])
+    return {"case": name, "setup": {k: v for k, v in setup.items() if k != "data_dir"},
+            "float_bytes": float_bytes, "rows": rows, "peer": peer,
+            "plain_step_ms": 1e3 * plain_step}
+
+
+def render(results: list[dict], config: dict) -> str:
+    def pct(v):
+        return "" if v is None else f"{100 * v:.2f} %"
+
+    def num(v, fmt):
+        return "" if v is None else format(v, fmt)
+
+    run = "full" if config["full"] else "quick"
+    lines = [f"## Benchmark suite ({run} run): float, PTQ, TFMOT and keras-compress", "",
+             f"`python -m benchmarks.run --{run}`: for each case the Keras 3 float baseline, its "
+             "post-training int8 conversion, TFMOT (tf_keras: prune_low_magnitude, then "
+             "prune-preserving QAT, in a subprocess) and keras-compress (prune + QAT in one fit), "
+             "both starting from the baseline's weights, with the same data and epochs. Every "
+             "artifact is measured here with LiteRT (1 thread, XNNPACK) and the TFLite-Micro "
+             "interpreter. Step ratio: per-step time of the compressing fit / plain fit of the "
+             "same framework.", ""]
+    for r in results:
+        s = r["setup"]
+        lines += [f"### {r['case']} ({s['dataset']}: {s['train_images']:,} training, "
+                  f"{s['test_images']:,} test images; sparsity {s['sparsity']:g}, "
+                  f"{s['prune_epochs']} prune + {s['qat_epochs']} QAT epochs)", "",
+                  "| artifact | Keras | LiteRT | TFLite-Micro | .tflite bytes | gzip | "
+                  "ratio raw / gzip | LiteRT ms | vs float32 | step ratio | conversion s | "
+                  "arena bytes |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for label, row in r["rows"].items():
+            lines.append(
+                f"| {label} | {pct(row['keras'])} | {pct(row['litert'])} | {pct(row['micro'])} | "
+                f"{row['raw']:,} | {row['gzip']:,} | {row['raw_ratio']:.1f}x / "
+                f"{row['gzip_ratio']:.1f}x | {row['latency_ms']:.3f} | "
+                f"{num(row.get('latency_vs_float'), '.2f')} | {num(row.get('step_ratio'), '.2f')} | "
+                f"{row['conversion_s']:.1f} | {num(row['arena'], ',')} |")
+        ours = r["rows"]["keras-compress"]
+        if "latency_vs_tfmot" in ours:
+            lines += ["", f"keras-compress int8 latency / TFMOT int8 latency: "
+                      f"{ours['latency_vs_tfmot']:.2f}; TFMOT step ratios: prune "
+                      f"{r['rows']['TFMOT']['prune_step_ratio']:.2f}, PQAT "
+                      f"{r['rows']['TFMOT']['qat_step_ratio']:.2f}."]
+        if r["case"] == "resnet8":
+            lines += ["", f"MLPerf Tiny quality target for this model: {100 * MLPERF_TINY_TARGET:.0f} % "
+                      "top-1 (int8)" + ("" if config["full"] else "; the quick run is far from it "
+                                        "by design")]
+        lines.append("")
+    lines += ["Published references: Deep Compression 40x (LeNet-300-100) and 39x (LeNet-5) "
+              "(see the Deep Compression section); Hinton et al. distillation (see the "
+              "distillation section); TFMOT's documented results: pruning and QAT within about "
+              "1 point of float on its MNIST examples; MLPerf Tiny ResNet-8 target 85 %."]
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tflite_export.model import write_atomic
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        for label, row in r["rows"].items():
+            acc = row["micro"] if row["micro"] is not None else row["litert"]
+            ax.scatter(row["gzip"] / 1024, 100 * acc, label=label, s=40)
+        ax.set_xscale("log")
+        ax.set_xlabel("gzip'd .tflite, KiB (log)")
+        ax.set_ylabel("top-1 %, int8 where int8")
+        ax.set_title(r["case"])
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+
+
+def main(argv) -> None:
+    del argv
+    import keras
+    from absl import logging
+
+    from benchmarks import _report
+
+    logging.set_verbosity(logging.WARNING)
+    if FLAGS.quick == FLAGS.full:
+        raise app.UsageError("Pass exactly one of --quick and --full.")
+    unknown = set(FLAGS.cases) - set(CASES)
+    if unknown:
+        raise app.UsageError(f"Unknown cases {sorted(unknown)}; known: {list(CASES)}.")
+    config = {"full": FLAGS.full, "data_dir": FLAGS.data_dir, "tfmot": FLAGS.tfmot,
+              "latency_runs": FLAGS.latency_runs, "seed": FLAGS.seed}
+    results = [run_case(name, config) for name in FLAGS.cases]
+    markdown = render(results, config)
+    print(markdown)
+    docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
+    data = {"config": {k: v for k, v in config.items() if k != "data_dir"}, "results": results,
+            "keras": keras.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    _report.update(KEY, markdown, data, docs=docs)
+    plot(results, docs / "suite.png")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
