@@ -7,7 +7,10 @@ a time without clobbering each other. Both files are replaced atomically.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import platform
 from pathlib import Path
 
 from tflite_export.model import write_atomic
@@ -31,3 +34,21 @@ def update(key: str, markdown: str, data: dict, docs: Path = DOCS) -> None:
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
     results[key] = data
     write_atomic(json_path, (json.dumps(results, indent=2, sort_keys=True) + "\n").encode())
+
+
+def environment() -> dict:
+    """Keras version and machine, recorded with every benchmark's JSON."""
+    import keras
+
+    return {"keras": keras.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+
+
+def save_png(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())

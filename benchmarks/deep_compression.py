@@ -26,7 +26,6 @@ accuracy is within `max_drop` of the float baseline's Keras accuracy.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -270,14 +269,12 @@ def render(results: list[dict], config: dict) -> str:
 
 def plot(results: list[dict], path: Path, max_drop: float = 0.005) -> None:
     """Accuracy against gzip'd and raw size, every stage of both pipelines."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tflite_export.model import write_atomic
+    from benchmarks import _report
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
     for ax, r in zip(axes[0], results):
@@ -301,15 +298,11 @@ def plot(results: list[dict], path: Path, max_drop: float = 0.005) -> None:
         ax.set_title(r["model"])
         ax.legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    _report.save_png(fig, path)
 
 
 def main(argv) -> None:
     del argv
-    import keras
     from absl import logging
 
     from benchmarks import _report
@@ -322,8 +315,7 @@ def main(argv) -> None:
     markdown = render(results, config)
     print(markdown)
     data = {"config": {k: v for k, v in config.items() if k != "data_dir"},
-            "results": results, "keras": keras.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+            "results": results, **_report.environment()}
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     _report.update(KEY, markdown, data, docs=docs)
     plot(results, docs / "deep_compression.png", config["max_drop"])

@@ -15,7 +15,6 @@ run trains with 16-bit activations and converts to a 16x8 model.
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -147,7 +146,6 @@ def render(results: list[dict], config: dict) -> str:
 
 def main(argv) -> None:
     del argv
-    import keras
     from absl import logging
 
     from benchmarks import _report
@@ -158,8 +156,7 @@ def main(argv) -> None:
     results = [run_model(name, config) for name in FLAGS.models]
     markdown = render(results, config)
     print(markdown)
-    data = {"config": config, "results": results, "keras": keras.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    data = {"config": config, "results": results, **_report.environment()}
     _report.update(KEY, markdown, data, docs=Path(FLAGS.docs) if FLAGS.docs else _report.DOCS)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -240,14 +239,12 @@ def render(results: list[dict], config: dict) -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tflite_export.model import write_atomic
+    from benchmarks import _report
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
     for ax, r in zip(axes[0], results):
@@ -260,15 +257,11 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_title(r["case"])
         ax.legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    _report.save_png(fig, path)
 
 
 def main(argv) -> None:
     del argv
-    import keras
     from absl import logging
 
     from benchmarks import _report
@@ -286,7 +279,7 @@ def main(argv) -> None:
     print(markdown)
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     data = {"config": {k: v for k, v in config.items() if k != "data_dir"}, "results": results,
-            "keras": keras.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+            **_report.environment()}
     _report.update(KEY, markdown, data, docs=docs)
     plot(results, docs / "suite.png")
 
