@@ -62,27 +62,26 @@ def _corrupt_keras(tmp_path) -> str:
     return str(path)
 
 
-def _keras_without_weights(tmp_path) -> str:
-    path = tmp_path / "hollow.keras"
+def _edited_keras(path, edit) -> str:
+    """Save a tiny model to `path`, then rewrite its archive: `edit` maps
+    {member name: bytes} to the members to keep."""
     _dense().save(path)
     with zipfile.ZipFile(path) as source:
-        kept = {n: source.read(n) for n in source.namelist() if not n.endswith(".h5")}
-    with zipfile.ZipFile(path, "w") as target:
-        for name, data in kept.items():
-            target.writestr(name, data)
-    return str(path)
-
-
-def _keras_with_unknown_layer(tmp_path) -> str:
-    path = tmp_path / "custom.keras"
-    _dense().save(path)
-    with zipfile.ZipFile(path) as source:
-        files = {n: source.read(n) for n in source.namelist()}
-    files["config.json"] = files["config.json"].replace(b'"Dense"', b'"NoSuchLayer"')
+        files = edit({n: source.read(n) for n in source.namelist()})
     with zipfile.ZipFile(path, "w") as target:
         for name, data in files.items():
             target.writestr(name, data)
     return str(path)
+
+
+def _keras_without_weights(tmp_path) -> str:
+    return _edited_keras(tmp_path / "hollow.keras",
+                         lambda files: {n: d for n, d in files.items() if not n.endswith(".h5")})
+
+
+def _keras_with_unknown_layer(tmp_path) -> str:
+    return _edited_keras(tmp_path / "custom.keras", lambda files: {
+        **files, "config.json": files["config.json"].replace(b'"Dense"', b'"NoSuchLayer"')})
 
 
 def _truncated_tflite(tmp_path) -> str:
