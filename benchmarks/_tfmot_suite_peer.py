@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
 
     import tflite_export
     from benchmarks._timing import step_time_callback
-    from benchmarks.run import load_case_data
+    from benchmarks.run import load_case_data, training_data
     from keras_compress import models
 
     tf_keras.utils.set_random_seed(config["seed"])
@@ -37,6 +37,7 @@ def main(argv: list[str]) -> None:
     StepTimer = step_time_callback(tf_keras.callbacks.Callback)
     batch = config["batch_size"]
     steps = -(-len(x) // batch)
+    data = training_data(x, y, batch, config["dataset"] == "cifar10", config["seed"])
     weights = np.load(config["weights"])
     start = [weights[f"w{i}"] for i in range(len(weights.files))]
     loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -51,8 +52,7 @@ def main(argv: list[str]) -> None:
         model.compile(tf_keras.optimizers.Adam(config["learning_rate"]), loss,
                       metrics=["accuracy"])
         timer = StepTimer()
-        model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
-                  callbacks=[timer, *callbacks])
+        model.fit(**data, epochs=epochs, verbose=0, callbacks=[timer, *callbacks])
         return float(np.median(timer.per_step[1:] or timer.per_step))
 
     plain_step = fit(model_from_float(), 2)   # first epoch traces: the median skips it
