@@ -132,9 +132,7 @@ def test_transposed_conv_keeps_its_4_bit_values_in_int8_storage(digits_split):
     model = keras.Sequential([keras.Input((8, 8, 1)),
                               L.Conv2DTranspose(4, 3, strides=2, padding="same", name="up"),
                               L.Flatten(), L.Dense(10)])
-    qat = kc.quantize(model, weight_bits={L.Conv2DTranspose: 4})
-    for _ in range(3):
-        qat(x[:64].astype("float32"), training=True)
+    qat = _calibrated(model, x, weight_bits={L.Conv2DTranspose: 4})
     with pytest.warns(UserWarning, match="'up' .*TRANSPOSE_CONV takes no INT4"):
         plain = kc.strip(qat)
     np.testing.assert_allclose(plain.predict(xt, verbose=0), qat.predict(xt, verbose=0),
@@ -155,9 +153,7 @@ def test_lut_compression_shrinks_4_bit_int8_weights_and_keeps_micro_outputs(digi
     model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, padding="same"),
                               L.Conv2DTranspose(32, 3, strides=2, padding="same", name="up"),
                               L.GlobalAveragePooling2D(), L.Dense(10)])
-    qat = kc.quantize(model, weight_bits={L.Conv2DTranspose: 4})
-    for _ in range(3):
-        qat(x[:64].astype("float32"), training=True)
+    qat = _calibrated(model, x, weight_bits={L.Conv2DTranspose: 4})
     with pytest.warns(UserWarning, match="TRANSPOSE_CONV"):
         tfl = tflite_export.convert(kc.strip(qat), mode="int8", io_dtype="int8")
     result = tflite_export.compress_lut(tfl)
@@ -168,14 +164,15 @@ def test_lut_compression_shrinks_4_bit_int8_weights_and_keeps_micro_outputs(digi
     np.testing.assert_array_equal(tflite_export.predict(result.model, xt[:40], "micro"),
                                   tflite_export.predict(tfl, xt[:40], "micro"))
     # 8-bit weights use their full range: nothing to gain, the model comes back as is.
-    plain8 = tflite_export.convert(kc.strip(_calibrated_8bit(model, x)), mode="int8")
+    plain8 = tflite_export.convert(kc.strip(_calibrated(model, x)), mode="int8")
     assert tflite_export.compress_lut(plain8).tensors == []
     with pytest.raises(ValueError, match="max_index_bits"):
         tflite_export.compress_lut(tfl, max_index_bits=8)
 
 
-def _calibrated_8bit(model, x):
-    qat = kc.quantize(model)
+def _calibrated(model, x, **quantize_args):
+    """`kc.quantize(model, **quantize_args)` with ranges from 3 training calls."""
+    qat = kc.quantize(model, **quantize_args)
     for _ in range(3):
         qat(x[:64].astype("float32"), training=True)
     return qat
