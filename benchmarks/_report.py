@@ -36,6 +36,12 @@ def update(key: str, markdown: str, data: dict, docs: Path = DOCS) -> None:
     write_atomic(json_path, (json.dumps(results, indent=2, sort_keys=True) + "\n").encode())
 
 
+def load(key: str, docs: Path = DOCS) -> dict:
+    """Benchmark `key`'s JSON entry as last written ({} if none)."""
+    json_path = docs / "benchmarks.json"
+    return json.loads(json_path.read_text()).get(key, {}) if json_path.exists() else {}
+
+
 def environment() -> dict:
     """Keras version and machine, recorded with every benchmark's JSON."""
     import keras

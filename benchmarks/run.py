@@ -17,6 +17,8 @@ docs/suite.png.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import subprocess
@@ -34,16 +36,23 @@ KEY = "suite"
 REPO = Path(__file__).resolve().parents[1]
 
 # model, dataset, and the run lengths: (train images, test images, float
-# epochs, prune epochs, QAT epochs) for --quick and --full.
+# epochs, prune epochs, QAT epochs) for --quick and --full. `float` is the
+# baseline's optimizer (a cosine-decayed learning rate, with `warmup` epochs
+# for SGD); `tune_lr` is the constant Adam learning rate of the compressing
+# fits, ours and TFMOT's alike.
 CASES = {
     "lenet_300_100": dict(dataset="mnist", quick=(8000, 2000, 3, 1, 1),
-                          full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64, lr=1e-3),
+                          full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
+                          float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4),
     "lenet5": dict(dataset="mnist", quick=(8000, 2000, 2, 1, 1),
-                   full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64, lr=1e-3),
+                   full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
+                   float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4),
     "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
-                    full=(50000, 10000, 120, 10, 5), sparsity=0.5, batch=64, lr=1e-3),
+                    full=(50000, 10000, 40, 4, 2), sparsity=0.5, batch=128,
+                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4),
     "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
-                   full=(50000, 10000, 60, 8, 4), sparsity=0.5, batch=64, lr=1e-3),
+                   full=(50000, 10000, 30, 4, 2), sparsity=0.5, batch=128,
+                   float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4),
 }
 # MLPerf Tiny v1.x image classification (ResNet-8, CIFAR-10) quality target.
 MLPERF_TINY_TARGET = 0.85
@@ -59,6 +68,9 @@ def _define_flags() -> None:
     flags.DEFINE_integer("latency_runs", 50, "LiteRT timed runs per artifact.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
+    flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
+                        "Where trained float baselines are kept, keyed by case, run lengths, "
+                        "seed, recipe and model source; '' to always retrain.")
 
 
 def load_case_data(config: dict):
@@ -98,6 +110,30 @@ def training_data(x, y, batch: int, augment: bool, seed: int):
     return {"x": data}
 
 
+def _float_optimizer(keras, recipe: dict, total_steps: int, steps_per_epoch: int):
+    """The float baseline's optimizer: Adam, or Nesterov SGD with a linear
+    warm-up, both with a cosine decay of the learning rate to zero."""
+    if recipe["optimizer"] == "adam":
+        return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            recipe["lr"], total_steps))
+    warmup = recipe.get("warmup", 0) * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, total_steps - warmup, warmup_target=recipe["lr"], warmup_steps=warmup)
+    return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+
+
+def _float_cache(config: dict, name: str, lengths: tuple, case: dict) -> Path | None:
+    """Where this case's trained float weights are kept, or None (no cache).
+    The key covers everything the weights depend on, including the source of
+    `keras_compress/models.py`, so a changed model is retrained."""
+    if not config.get("cache_dir"):
+        return None
+    source = (REPO / "keras_compress" / "models.py").read_bytes()
+    key = json.dumps([name, lengths, config["seed"], case["float"], case["batch"],
+                      case["dataset"], hashlib.sha256(source).hexdigest()])
+    return Path(config["cache_dir"]) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
 def run_case(name: str, config: dict) -> dict:
     import keras
     import numpy as np
@@ -105,13 +141,14 @@ def run_case(name: str, config: dict) -> dict:
     import keras_compress as kc
     import tflite_export
     from benchmarks._timing import step_time_callback
+    from tflite_export.model import write_atomic
 
     case = CASES[name]
     images, tests, float_epochs, prune_epochs, qat_epochs = config.get("sizes") or case[
         "full" if config["full"] else "quick"]
     setup = {"model": name, "dataset": case["dataset"], "data_dir": config["data_dir"],
              "seed": config["seed"], "train_images": images, "test_images": tests,
-             "batch_size": case["batch"], "learning_rate": case["lr"] / 2,
+             "batch_size": case["batch"], "learning_rate": case["tune_lr"],
              "sparsity": case["sparsity"], "prune_epochs": prune_epochs,
              "qat_epochs": qat_epochs}
     (x, y), (xt, yt) = load_case_data(setup)
@@ -123,8 +160,10 @@ def run_case(name: str, config: dict) -> dict:
 
     data = training_data(x, y, batch, case["dataset"] == "cifar10", config["seed"])
 
-    def fit(model, epochs, lr, callbacks=()):
-        model.compile(keras.optimizers.Adam(lr), loss, metrics=["accuracy"])
+    def fit(model, epochs, optimizer, callbacks=()):
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            optimizer = keras.optimizers.Adam(optimizer)
+        model.compile(optimizer, loss, metrics=["accuracy"])
         timer = StepTimer()
         model.fit(**data, epochs=epochs, verbose=2, callbacks=[timer, *callbacks])
         return float(np.median(timer.per_step[1:] or timer.per_step))
@@ -134,8 +173,19 @@ def run_case(name: str, config: dict) -> dict:
 
     print(f"\n== {name}: float baseline, {float_epochs} epochs on {len(x):,} images", flush=True)
     base = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
-    # Float baseline: cosine decay of the learning rate over its epochs.
-    fit(base, float_epochs, keras.optimizers.schedules.CosineDecay(case["lr"], float_epochs * steps))
+    cached = _float_cache(config, name, (images, float_epochs), case)
+    if cached and cached.exists():
+        print(f"   (trained weights from {cached})", flush=True)
+        with np.load(cached) as saved:
+            base.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
+    else:
+        fit(base, float_epochs, _float_optimizer(keras, case["float"], float_epochs * steps,
+                                                 steps))
+        if cached:
+            buffer = io.BytesIO()
+            np.savez(buffer, **{f"w{i}": w for i, w in enumerate(base.get_weights())})
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cached, buffer.getvalue())
     float_weights = base.get_weights()
     plain = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
     plain.set_weights(float_weights)
@@ -296,15 +346,24 @@ def main(argv) -> None:
     if unknown:
         raise app.UsageError(f"Unknown cases {sorted(unknown)}; known: {list(CASES)}.")
     config = {"full": FLAGS.full, "data_dir": FLAGS.data_dir, "tfmot": FLAGS.tfmot,
-              "latency_runs": FLAGS.latency_runs, "seed": FLAGS.seed}
-    results = [run_case(name, config) for name in FLAGS.cases]
+              "latency_runs": FLAGS.latency_runs, "seed": FLAGS.seed,
+              "cache_dir": FLAGS.cache_dir}
+    docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
+    key = f"{KEY}_full" if FLAGS.full else KEY
+    # Cases run separately (e.g. `--full --cases=resnet8`) accumulate: the
+    # section keeps the earlier results of the cases not rerun.
+    earlier = _report.load(key, docs).get("results", [])
+    results = {r["case"]: r for r in earlier if r["case"] in CASES}
+    for name in FLAGS.cases:
+        results[name] = {**run_case(name, config), "date": time.strftime("%Y-%m-%d"),
+                         **_report.environment()}
+    results = [results[name] for name in CASES if name in results]
     markdown = render(results, config)
     print(markdown)
-    docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
-    data = {"config": {k: v for k, v in config.items() if k != "data_dir"}, "results": results,
-            **_report.environment()}
-    _report.update(KEY, markdown, data, docs=docs)
-    plot(results, docs / "suite.png")
+    data = {"config": {k: v for k, v in config.items() if k not in ("data_dir", "cache_dir")},
+            "results": results, **_report.environment()}
+    _report.update(key, markdown, data, docs=docs)
+    plot(results, docs / f"{key}.png")
 
 
 if __name__ == "__main__":
