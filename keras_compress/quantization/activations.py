@@ -106,8 +106,13 @@ class ActivationQuantizer(keras.layers.Layer):
         else:
             lo, hi = self.min_value, self.max_value
         lo, hi = _valid_range(lo, hi)
-        q = quantizers.fake_quant_activation(x, lo, hi, self.bits)
-        out = x + self.enabled * (q - x)
+        # A branch on the switch, not a blend: the blend x + e * (q - x) costs
+        # four more passes over the tensor (forward and backward) every step.
+        out = keras.ops.cond(
+            self.enabled > 0.5,
+            lambda: quantizers.fake_quant_activation(x, lo, hi, self.bits),
+            lambda: x,
+        )
         return keras.ops.cast(out, inputs.dtype)
 
     def compute_output_shape(self, input_shape):

@@ -229,15 +229,19 @@ class QuantizeWrapper(CompressionWrapper):
         return _apply_activation(self.activation, y)
 
     def _batchnorm(self, y, training):
+        # `y` was computed with the kernel scaled by s = gamma / sqrt(var + eps),
+        # so the convolution's own output is z = y / s. BatchNormalization of z
+        # is applied as one per-channel multiply-add on y (statistics of z are
+        # those of y divided by s, s^2): two passes over the tensor, not six.
         bn = self.batchnorm
         s = self._bn_scale()
         safe = keras.ops.where(keras.ops.equal(s, 0.0), 1.0, s)
-        z = y / safe
         gamma = bn.gamma if bn.scale else 1.0
         beta = bn.beta if bn.center else 0.0
         if training and bn.trainable:
-            axes = list(range(len(z.shape) - 1))
-            batch_mean, batch_var = keras.ops.moments(z, axes=axes)
+            axes = list(range(len(y.shape) - 1))
+            y_mean, y_var = keras.ops.moments(y, axes=axes)
+            batch_mean, batch_var = y_mean / safe, y_var / keras.ops.square(safe)
             frozen = self.bn_frozen
             mean = frozen * bn.moving_mean + (1.0 - frozen) * batch_mean
             var = frozen * bn.moving_variance + (1.0 - frozen) * batch_var
@@ -252,7 +256,8 @@ class QuantizeWrapper(CompressionWrapper):
             )
         else:
             mean, var = bn.moving_mean, bn.moving_variance
-        return (z - mean) * keras.ops.rsqrt(var + bn.epsilon) * gamma + beta
+        a = keras.ops.rsqrt(var + bn.epsilon) * gamma
+        return y * (a / safe) + (beta - mean * a)
 
     def compute_output_shape(self, input_shape):
         return self.base_layer.compute_output_shape(input_shape)
