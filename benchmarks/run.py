@@ -39,14 +39,18 @@ REPO = Path(__file__).resolve().parents[1]
 # epochs, prune epochs, QAT epochs) for --quick and --full. `float` is the
 # baseline's optimizer (a cosine-decayed learning rate, with `warmup` epochs
 # for SGD); `tune_lr` is the constant Adam learning rate of the compressing
-# fits, ours and TFMOT's alike.
+# fits, ours and TFMOT's alike. `quantize` are the case's `kc.quantize`
+# arguments: the Dense-heavy LeNets (microcontroller models) keep Dense kernels
+# per tensor, as TFMOT does, which shrinks the flatbuffer and arena.
 CASES = {
     "lenet_300_100": dict(dataset="mnist", quick=(8000, 2000, 3, 1, 1),
                           full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
-                          float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4),
+                          float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4,
+                          quantize=dict(per_tensor_dense=True)),
     "lenet5": dict(dataset="mnist", quick=(8000, 2000, 2, 1, 1),
                    full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
-                   float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4),
+                   float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4,
+                   quantize=dict(per_tensor_dense=True)),
     "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
                     full=(50000, 10000, 40, 4, 2), sparsity=0.5, batch=128,
                     float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4),
@@ -65,7 +69,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", str(REPO.parent / "shared" / "datasets"),
                         "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_bool("tfmot", True, "Run the TFMOT peer.")
-    flags.DEFINE_integer("latency_runs", 50, "LiteRT timed runs per artifact.")
+    flags.DEFINE_integer("latency_runs", 100,
+                         "LiteRT timed runs per artifact (interleaved, in rounds of 5).")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
     flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
@@ -207,7 +212,7 @@ def run_case(name: str, config: dict) -> dict:
     ours.set_weights(float_weights)
     schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
                                   frequency=max(1, steps // 4))
-    qat = kc.quantize(kc.prune(ours, schedule))
+    qat = kc.quantize(kc.prune(ours, schedule), **case.get("quantize", {}))
     ours_step = fit(qat, prune_epochs + qat_epochs, setup["learning_rate"],
                     [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
     stripped = kc.strip(qat)
@@ -233,14 +238,18 @@ def run_case(name: str, config: dict) -> dict:
             tfl = tflite_export.TFLiteModel.load(peer_config["output"])
         artifacts["TFMOT"] = (tfl, peer["conversion_s"], peer["keras_accuracy"], peer["sparsity"])
 
+    # Latency of all artifacts interleaved, so their ratios share the machine's noise.
+    latency = tflite_export.compare_latency(
+        {label: tfl for label, (tfl, *_) in artifacts.items()},
+        rounds=max(2, config["latency_runs"] // 5), runs_per_round=5)
     rows = {}
     for label, (tfl, seconds, keras_acc, sparsity) in artifacts.items():
-        result = tflite_export.benchmark(tfl, xt, yt, name=label, runs=config["latency_runs"],
+        result = tflite_export.benchmark(tfl, xt, yt, name=label, runs=5,
                                          micro=tfl.is_fully_integer, progress=True)
         rows[label] = {
             "keras": keras_acc, "litert": result.litert_accuracy, "micro": result.micro_accuracy,
             "raw": tfl.size, "gzip": tfl.gzip_size, "raw_ratio": float_bytes / tfl.size,
-            "gzip_ratio": float_bytes / tfl.gzip_size, "latency_ms": result.litert.median_ms,
+            "gzip_ratio": float_bytes / tfl.gzip_size, "latency_ms": latency[label].median_ms,
             "conversion_s": seconds, "arena": result.arena_bytes, "sparsity": sparsity,
             "fully_integer": tfl.is_fully_integer}
     rows["keras-compress"]["step_ratio"] = ours_step / plain_step
@@ -274,14 +283,17 @@ def render(results: list[dict], config: dict) -> str:
              "post-training int8 conversion, TFMOT (tf_keras: prune_low_magnitude, then "
              "prune-preserving QAT, in a subprocess) and keras-compress (prune + QAT in one fit), "
              "both starting from the baseline's weights, with the same data and epochs. Every "
-             "artifact is measured here with LiteRT (1 thread, XNNPACK) and the TFLite-Micro "
-             "interpreter. Step ratio: per-step time of the compressing fit / plain fit of the "
-             "same framework.", ""]
+             "artifact is measured here with LiteRT (1 thread, XNNPACK; the artifacts of a case "
+             "timed interleaved, in rounds) and the TFLite-Micro interpreter. Step ratio: "
+             "per-step time of the compressing fit / plain fit of the same framework. The "
+             "LeNets (Dense-heavy microcontroller models) are quantized with "
+             "`per_tensor_dense=True`, TFMOT's choice for Dense; the CNNs per channel.", ""]
     for r in results:
         s = r["setup"]
         lines += [f"### {r['case']} ({s['dataset']}: {s['train_images']:,} training, "
                   f"{s['test_images']:,} test images; sparsity {s['sparsity']:g}, "
-                  f"{s['prune_epochs']} prune + {s['qat_epochs']} QAT epochs)", "",
+                  f"{s['prune_epochs']} prune + {s['qat_epochs']} QAT epochs"
+                  + (f"; run {r['date']}" if r.get("date") else "") + ")", "",
                   "| artifact | Keras | LiteRT | TFLite-Micro | .tflite bytes | gzip | "
                   "ratio raw / gzip | LiteRT ms | vs float32 | step ratio | conversion s | "
                   "arena bytes |",
@@ -304,11 +316,67 @@ def render(results: list[dict], config: dict) -> str:
                       "top-1 (int8)" + ("" if config["full"] else "; the quick run is far from it "
                                         "by design")]
         lines.append("")
-    lines += ["Published references: Deep Compression 40x (LeNet-300-100) and 39x (LeNet-5) "
-              "(see the Deep Compression section); Hinton et al. distillation (see the "
-              "distillation section); TFMOT's documented results: pruning and QAT within about "
-              "1 point of float on its MNIST examples; MLPerf Tiny ResNet-8 target 85 %."]
+    lines += _references(results, docs=config.get("docs_dir"))
     return "\n".join(lines)
+
+
+# Published numbers the suite's results sit next to (sources in the rows).
+_TFMOT_QAT = "MobileNetV1 71.03 -> 71.06 %, ResNet50 v1 76.3 -> 76.1 %, MobileNetV2 70.77 -> 70.01 %"
+_TFMOT_PRUNING = ("InceptionV3 78.1 -> 78.0 % (50 %), 76.1 % (75 %), 74.6 % (87.5 %); "
+                  "MobileNetV1 71.04 -> 70.84 % (50 %)")
+
+
+def _references(results: list[dict], docs: Path | None = None) -> list[str]:
+    """The published reference rows, with what keras-compress measured next to
+    them: this run's cases, and the Deep Compression and distillation
+    benchmarks' last results (docs/benchmarks.json)."""
+    from benchmarks import _report
+
+    docs = docs or _report.DOCS
+
+    def deep_compression(model):
+        try:
+            best = max(row["gzip_ratio"] for r in _report.load("deep_compression", docs)["results"]
+                       if r["model"] == model for rows in r["rows"].values() for row in rows
+                       if row.get("within_bound"))
+            return f"{best:.1f}x gzip'd, int8 within 0.5 points of float (Deep Compression section)"
+        except (KeyError, ValueError):
+            return "run `python -m benchmarks.deep_compression`"
+
+    try:
+        rows = _report.load("distillation", docs)["rows"]
+        distilled = (f"{sum(r['alone'] for r in rows) / len(rows):.1f} -> "
+                     f"{sum(r['distilled'] for r in rows) / len(rows):.1f} errors of 2,000, "
+                     f"mean of {len(rows)} seeds (distillation section)")
+    except KeyError:
+        distilled = "run `python -m benchmarks.distillation`"
+
+    def change(label):
+        parts = []
+        for r in results:
+            row = r["rows"].get(label)
+            if row and row["litert"] is not None:
+                parts.append(f"{r['case']} {100 * (row['litert'] - r['rows']['float32']['keras']):+.2f}")
+        return ", ".join(parts) + " points (int8 LiteRT vs float Keras, this run)"
+
+    resnet = next((r for r in results if r["case"] == "resnet8"), None)
+    mlperf = ("not run" if resnet is None else
+              f"{100 * resnet['rows']['keras-compress']['litert']:.2f} % int8 "
+              f"({resnet['setup']['train_images']:,} training images, this run)")
+    return [
+        "### Published reference rows", "",
+        "| reference | published | keras-compress, measured here |", "|---|---|---|",
+        f"| Deep Compression, LeNet-300-100 (Han et al., ICLR 2016) | 40x | "
+        f"{deep_compression('lenet_300_100')} |",
+        f"| Deep Compression, LeNet-5 | 39x | {deep_compression('lenet5')} |",
+        "| Distillation on MNIST (Hinton et al., 2015): 800-800 student alone -> distilled | "
+        f"146 -> 74 test errors of 10,000 | {distilled} |",
+        f"| TFMOT QAT, ImageNet top-1 float -> int8 (TFMOT guide) | {_TFMOT_QAT} | "
+        f"{change('keras-compress')} |",
+        f"| TFMOT pruning, ImageNet top-1 dense -> sparse (TFMOT guide) | {_TFMOT_PRUNING} | "
+        f"TFMOT itself on these cases: {change('TFMOT')} |",
+        f"| MLPerf Tiny image classification, ResNet-8 on CIFAR-10 | 85 % top-1 quality target | "
+        f"{mlperf} |", ""]
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -349,6 +417,7 @@ def main(argv) -> None:
               "latency_runs": FLAGS.latency_runs, "seed": FLAGS.seed,
               "cache_dir": FLAGS.cache_dir}
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
+    config["docs_dir"] = docs
     key = f"{KEY}_full" if FLAGS.full else KEY
     # Cases run separately (e.g. `--full --cases=resnet8`) accumulate: the
     # section keeps the earlier results of the cases not rerun.
@@ -360,7 +429,8 @@ def main(argv) -> None:
     results = [results[name] for name in CASES if name in results]
     markdown = render(results, config)
     print(markdown)
-    data = {"config": {k: v for k, v in config.items() if k not in ("data_dir", "cache_dir")},
+    data = {"config": {k: v for k, v in config.items()
+                       if k not in ("data_dir", "cache_dir", "docs_dir")},
             "results": results, **_report.environment()}
     _report.update(key, markdown, data, docs=docs)
     plot(results, docs / f"{key}.png")

@@ -273,6 +273,26 @@ def test_benchmark_bad_input(trained_cnn, digits_split):
         tflite_export.benchmark(tfl.content)
 
 
+def test_compare_latency_interleaves_models(trained_cnn, digits_split):
+    """Every model gets rounds x runs_per_round timed invocations; a model that
+    does more work (a wider float copy) measures slower than its int8 twin
+    timed in the same rounds; bad arguments are named."""
+    (x, _), _ = digits_split
+    wide = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(64, 3, padding="same"),
+                             keras.layers.Conv2D(64, 3, padding="same"),
+                             keras.layers.Flatten(), keras.layers.Dense(10)])
+    tfls = {"int8": tflite_export.convert(trained_cnn, mode="int8", representative_data=x[:50]),
+            "wide float32": tflite_export.convert(wide, mode="float32")}
+    latency = tflite_export.compare_latency(tfls, rounds=6, runs_per_round=4, progress=False)
+    assert list(latency) == ["int8", "wide float32"]
+    assert all(lat.runs == 24 and lat.median_ms > 0 for lat in latency.values())
+    assert latency["int8"].median_ms < latency["wide float32"].median_ms
+    with pytest.raises(ValueError, match="`rounds`"):
+        tflite_export.compare_latency(tfls, rounds=0)
+    with pytest.raises(ValueError, match="TFLiteModel"):
+        tflite_export.compare_latency({"a": tfls["int8"].content})
+
+
 def test_float_island_names_the_op_and_layer(digits_split):
     (x, _), _ = digits_split
     model = keras.Sequential([

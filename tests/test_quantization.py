@@ -163,6 +163,49 @@ def test_int8_weights_are_the_trained_grid(digits_split):
         np.testing.assert_array_equal(stored, expected)
 
 
+def test_per_tensor_dense_converts_with_one_scale(digits_split, tmp_path):
+    """`quantize(per_tensor_dense=True)`: the stripped Dense kernel sits on one
+    int8 grid, the converter keeps exactly that grid (one scale, no rounding)
+    while the conv stays per channel, LiteRT agrees with Keras, and the
+    flatbuffer is smaller than the per-channel model's. The option survives
+    save/load."""
+    (x, y), (xt, _) = digits_split
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"),
+                              L.Reshape((6 * 6 * 8,)), L.Dense(32, activation="relu"),
+                              L.Dense(10)])
+    sizes = {}
+    for per_tensor in (False, True):
+        keras.utils.set_random_seed(0)
+        qat = compile_classifier(kc.quantize(model, per_tensor_dense=per_tensor))
+        qat.fit(x, y, epochs=2, verbose=0)
+        plain = kc.strip(qat)
+        tfl = tflite_export.convert(plain, mode="int8", io_dtype="float32")
+        sizes[per_tensor] = tfl.size
+        dense = [layer for layer in plain.layers if isinstance(layer, L.Dense)]
+        fc = [inputs[1] for op, inputs, _ in tfl.operators if op == "FULLY_CONNECTED"]
+        conv = next(inputs[1] for op, inputs, _ in tfl.operators if op == "CONV_2D")
+        assert len(conv.scale) == 8
+        for info, layer in zip(fc, dense):
+            kernel = layer.kernel.numpy()
+            assert len(info.scale) == (1 if per_tensor else kernel.shape[1])
+            if per_tensor:
+                scale = np.max(np.abs(kernel)) / 127
+                np.testing.assert_allclose(info.scale, [scale], rtol=1e-6)
+                np.testing.assert_array_equal(tfl.constant(info), np.round(kernel / scale).T)
+        keras_out = plain.predict(xt[:200], verbose=0)
+        lite_out = tflite_export.predict(tfl, xt[:200], runtime="litert-reference")
+        assert np.mean(np.argmax(keras_out, 1) == np.argmax(lite_out, 1)) >= 0.98
+    assert sizes[True] < sizes[False]
+    qat.save(tmp_path / "qat.keras")
+    loaded = keras.models.load_model(tmp_path / "qat.keras")
+    assert [w.per_tensor for w in loaded.layers if isinstance(w, kc.QuantizeWrapper)] == [
+        False, True, True]
+    with pytest.raises(ValueError, match="only for Dense"):
+        kc.QuantizeWrapper(L.Conv2D(2, 3), per_tensor=True)
+    with pytest.raises(ValueError, match="per_tensor_dense"):
+        kc.quantize(model, per_tensor_dense="yes")
+
+
 def test_batchnorm_folding_is_exact_when_quantization_is_off(digits_split):
     """With fake quantization switched off the QAT model computes what the float
     Conv+BN+ReLU model computes, in training (batch statistics) and inference."""

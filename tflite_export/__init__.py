@@ -14,13 +14,14 @@ tfl.save("model.tflite")
 Available now: `convert` (float32, float16, dynamic, int8 with int8/uint8 I/O,
 int16x8), `TFLiteModel` (op list, tensors, I/O quantization, sizes, atomic
 save), `export_micro` (aligned C array, op resolver, measured arena) and
-`benchmark`/`Report` (LiteRT and TFLite-Micro latency and accuracy, sizes;
+`benchmark`/`Report` and `compare_latency` (LiteRT and TFLite-Micro latency and accuracy, sizes;
 Markdown, JSON, PNG), and `export_android` (model, labels, normalization
 metadata), and `predict` (run LiteRT or TFLite-Micro on a batch).
 """
 
 from tflite_export.android import AndroidArtifacts, export_android
-from tflite_export.benchmark import BenchmarkResult, Latency, Report, benchmark
+from tflite_export.benchmark import (BenchmarkResult, Latency, Report, benchmark,
+                                     compare_latency)
 from tflite_export.compression import CompressedTensor, LutCompression, compress_lut
 from tflite_export.converter import MODES, ConversionError, convert
 from tflite_export.micro import MicroArtifacts, export_micro, find_arena_size
@@ -35,6 +36,7 @@ __all__ = [
     "RUNTIMES",
     "Report",
     "benchmark",
+    "compare_latency",
     "CompressedTensor",
     "ConversionError",
     "LutCompression",

@@ -42,7 +42,7 @@ import numpy as np
 from tflite_export import micro as micro_lib
 from tflite_export.model import TFLiteModel, write_atomic
 
-__all__ = ["benchmark", "BenchmarkResult", "Latency", "Report"]
+__all__ = ["benchmark", "compare_latency", "BenchmarkResult", "Latency", "Report"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +245,66 @@ def benchmark(
         keras_accuracy=keras_acc, litert_accuracy=litert_acc, micro_accuracy=micro_acc,
         micro_agreement=agreement, eval_samples=n_eval, versions=versions,
     )
+
+
+def compare_latency(
+    models: dict[str, TFLiteModel],
+    *,
+    rounds: int = 20,
+    runs_per_round: int = 5,
+    warmup: int = 10,
+    num_threads: int = 1,
+    xnnpack: bool = True,
+    progress: bool = True,
+) -> dict[str, Latency]:
+    """LiteRT latency of several models measured interleaved: each round times
+    `runs_per_round` invocations of every model in turn, so a noisy machine
+    slows all of them alike and their ratios hold even when absolute times
+    drift. Returns each model's `Latency` over its `rounds * runs_per_round`
+    invocations.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    import tflite_export
+
+    x = np.random.default_rng(0).random((50, 8, 8, 1), dtype="float32")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    tfls = {"float32": tflite_export.convert(model, mode="float32"),
+            "int8": tflite_export.convert(model, mode="int8", representative_data=x)}
+    latency = tflite_export.compare_latency(tfls, rounds=3, progress=False)
+    latency["int8"].median_ms / latency["float32"].median_ms
+    ```
+    """
+    if not isinstance(models, dict) or not models or not all(
+            isinstance(m, TFLiteModel) for m in models.values()):
+        raise ValueError("`models` must be a non-empty dict of name -> TFLiteModel.")
+    for arg, value in (("rounds", rounds), ("runs_per_round", runs_per_round),
+                       ("num_threads", num_threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{arg}` must be a positive integer; received {value!r}.")
+    interpreters = {}
+    for name, tfl in models.items():
+        interpreter = _litert_interpreter(tfl.content, num_threads, xnnpack)
+        detail = interpreter.get_input_details()[0]
+        interpreter.set_tensor(detail["index"], tfl.quantize_input(
+            np.zeros(tfl.inputs[0].shape, np.float32)))
+        for _ in range(warmup):
+            interpreter.invoke()
+        interpreters[name] = interpreter
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    bar = _Progress(rounds, f"LiteRT latency, {len(models)} models interleaved", progress)
+    for _ in range(rounds):
+        for name, interpreter in interpreters.items():
+            for _ in range(runs_per_round):
+                start = time.perf_counter()
+                interpreter.invoke()
+                samples[name].append(time.perf_counter() - start)
+        bar.step()
+    return {name: Latency.from_seconds(values) for name, values in samples.items()}
 
 
 def _fmt(value: float | None, pattern: str) -> str:

@@ -219,6 +219,7 @@ def convert(
             "LiteRT rejects.")
 
     layer_names: list[str] = []
+    dense_per_tensor = False
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(model, (str, os.PathLike)):
             path = Path(model)
@@ -250,6 +251,7 @@ def convert(
             _check_finite_weights(model)
             if _is_keras3(model):
                 layer_names = [layer.name for layer in _all_layers(model)]
+                dense_per_tensor = _dense_kernels_per_tensor(model)
                 input_shapes = _saved_model_from_keras(model, batch_size, tmp, signature_name)
                 # Only our endpoint: Keras also writes a serving_default alias, which
                 # would become a second, duplicate subgraph.
@@ -271,6 +273,10 @@ def convert(
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif mode in ("int8", "int16x8"):
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            # Dense kernels trained on a per-tensor grid (quantize(...,
+            # per_tensor_dense=True)) stay per tensor: exact, and smaller.
+            converter._experimental_disable_per_channel_quantization_for_dense_layers = (
+                dense_per_tensor)
             if representative_data is not None:
                 samples = _samples(representative_data, input_shapes, max_samples)
                 converter.representative_dataset = lambda: iter(samples)
@@ -338,6 +344,26 @@ def _check_finite_weights(model: Any) -> None:
                 f"Weight '{name}' holds {bad} NaN/Inf value(s) of {values.size}: the model "
                 "diverged or was loaded badly, and cannot be converted. Retrain it (a lower "
                 "learning rate) or reload it.")
+
+
+def _dense_kernels_per_tensor(model) -> bool:
+    """True when the model has Dense layers and every Dense kernel sits on one
+    symmetric int8 grid (scale max|w| / 127, every value within 1/1000 of a
+    step of it): a QAT model trained per tensor. A per-channel grid or float
+    kernel misses it by far (other channels' steps are not multiples)."""
+    import keras
+
+    kernels = [np.asarray(layer.kernel.numpy(), np.float64) for layer in _all_layers(model)
+               if isinstance(layer, keras.layers.Dense) and layer.built]
+    if not kernels:
+        return False
+    for w in kernels:
+        step = np.max(np.abs(w)) / 127.0
+        if step == 0.0:
+            continue
+        if np.max(np.abs(w / step - np.round(w / step))) > 1e-3:
+            return False
+    return True
 
 
 def _all_layers(model):

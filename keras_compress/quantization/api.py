@@ -98,6 +98,7 @@ class _Options:
     momentum: float
     fold_batchnorm: bool
     skip: Any  # predicate or None
+    per_tensor_dense: bool = False
 
 
 def quantize(
@@ -108,6 +109,7 @@ def quantize(
     skip: LayerSelector = None,
     fold_batchnorm: bool = True,
     momentum: float = 0.99,
+    per_tensor_dense: bool = False,
 ) -> keras.layers.Layer:
     """Return a QAT copy of `model` (the input model is not modified).
 
@@ -133,6 +135,11 @@ def quantize(
             TFLite then runs them in float between DEQUANTIZE and QUANTIZE ops.
         fold_batchnorm: fold a BatchNormalization that follows a Conv/Dense.
         momentum: moving-average momentum of the activation ranges.
+        per_tensor_dense: one scale per Dense kernel instead of one per output
+            unit (TFMOT's choice). `tflite_export.convert` detects such kernels
+            and keeps them per tensor: a smaller flatbuffer and TFLite-Micro
+            arena (no per-channel scales and multipliers) for some accuracy;
+            for microcontroller targets with large Dense layers.
 
     Raises:
         ValueError: for layers that cannot be quantized (all listed, each with
@@ -142,6 +149,8 @@ def quantize(
         raise ValueError(
             f"`model` must be a keras.Model or keras layer; received {type(model).__name__}."
         )
+    if not isinstance(per_tensor_dense, bool):
+        raise ValueError(f"`per_tensor_dense` must be True or False; received {per_tensor_dense!r}.")
     if not isinstance(fold_batchnorm, bool):
         raise ValueError(f"`fold_batchnorm` must be True or False; received {fold_batchnorm!r}.")
     ActivationQuantizer(bits=activation_bits, momentum=momentum)  # validates both
@@ -158,7 +167,8 @@ def quantize(
     if not model_walk.is_model(model):
         if skip is not None or isinstance(weight_bits, dict):
             raise ValueError("`skip` and per-layer `weight_bits` only apply to a model.")
-        return QuantizeWrapper(model, weight_bits=weight_bits)
+        return QuantizeWrapper(model, weight_bits=weight_bits, per_tensor=per_tensor_dense
+                               and isinstance(model, keras.layers.Dense))
     if not model_walk.is_graph_model(model):
         raise model_walk._subclassed_error(model)
     if not model.built or not model.inputs:
@@ -174,6 +184,7 @@ def quantize(
         momentum=momentum,
         fold_batchnorm=fold_batchnorm,
         skip=_selector(skip, "skip", names),
+        per_tensor_dense=per_tensor_dense,
     )
     problems: list[str] = []
     result = _Graph(model, options, problems, quantize_inputs=True).build()
@@ -422,6 +433,9 @@ class _Graph:
             batchnorm=batchnorm,
             activation=plan.activation,
             weight_bits=_bits_for(self.options.weight_bits, layer),
+            per_tensor=self.options.per_tensor_dense and isinstance(
+                inner.base_layer if isinstance(inner, CompressionWrapper) else inner,
+                keras.layers.Dense),
         )
         if layer.built:
             wrapper.build(layer.get_build_config()["input_shape"])

@@ -103,6 +103,11 @@ class QuantizeWrapper(CompressionWrapper):
         weight_bits: kernel bit width: 8, or 4 for packed INT4 weights (per
             output channel for convolutions, per tensor for Dense and transposed
             convolutions); `strip` then returns a `QuantizedKernel`.
+        per_tensor: one scale for the whole kernel instead of one per output
+            channel (Dense only). `tflite_export.convert` detects such kernels
+            and keeps them per tensor, which saves a scale and zero point per
+            channel in the flatbuffer and TFLite-Micro's per-channel buffers in
+            the arena, at some accuracy cost.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class QuantizeWrapper(CompressionWrapper):
         batchnorm: keras.layers.BatchNormalization | dict | None = None,
         activation: str | None = None,
         weight_bits: int = 8,
+        per_tensor: bool = False,
         **kwargs: Any,
     ):
         if not isinstance(layer, keras.layers.Layer):
@@ -149,7 +155,14 @@ class QuantizeWrapper(CompressionWrapper):
         quantizers.weight_levels(weight_bits)  # validates
         self.weight_bits = weight_bits
         layout = prunable.prunable_weights(base)[0]
-        self._channel_axes = () if per_tensor_for(base, weight_bits) else layout.output_axes
+        if not isinstance(per_tensor, bool) or (per_tensor and not isinstance(base, keras.layers.Dense)):
+            raise ValueError(
+                f"`per_tensor` of QuantizeWrapper '{self.name}' must be a bool, and True only "
+                f"for Dense layers (the converter keeps convolutions per channel); received "
+                f"{per_tensor!r} for {type(base).__name__}.")
+        self.per_tensor = per_tensor
+        self._channel_axes = (() if per_tensor or per_tensor_for(base, weight_bits)
+                              else layout.output_axes)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape=None):
@@ -324,6 +337,7 @@ class QuantizeWrapper(CompressionWrapper):
             else keras.saving.serialize_keras_object(self.batchnorm),
             activation=self.activation,
             weight_bits=self.weight_bits,
+            per_tensor=self.per_tensor,
         )
         return config
 
