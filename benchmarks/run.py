@@ -11,8 +11,10 @@ their ratio to the float32 weights, LiteRT median latency (and the int8 /
 float32 and ours / TFMOT ratios), training step time with compression / plain
 fit (ours and TFMOT's), conversion time and TFLite-Micro arena bytes. Every
 artifact is measured in this process with the same interpreters. Results go
-to docs/benchmarks.md (section `suite`), docs/benchmarks.json and
-docs/suite.png.
+to docs/benchmarks.md (section `suite`, or `suite_full` for --full),
+docs/benchmarks.json and docs/suite.png (suite_full.png). A case run alone
+replaces only its own results there. Trained float baselines are cached
+(--cache_dir), so a rerun after a failure in a later stage skips them.
 """
 
 from __future__ import annotations
