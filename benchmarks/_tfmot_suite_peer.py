@@ -5,9 +5,9 @@ whole process).
     python -m benchmarks._tfmot_suite_peer CONFIG_JSON
 
 Starts from the float weights the Keras 3 baseline reached (an .npz), on the
-same training images, and runs TFMOT's documented pipeline: plain fit (for the
-step-time reference), prune_low_magnitude with a polynomial schedule, then
-prune-preserving QAT (PQAT). Converts the result with `tflite_export.convert`,
+same training images, and runs TFMOT's documented pipeline: prune_low_magnitude
+with a polynomial schedule, then prune-preserving QAT (PQAT); then times plain,
+pruning and PQAT steps on fresh copies taking turns. Converts the result with `tflite_export.convert`,
 writes the .tflite, and prints one JSON object on stdout."""
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ def main(argv: list[str]) -> None:
     import tf_keras
 
     import tflite_export
-    from benchmarks._timing import step_time_callback
+    from benchmarks._timing import fit_step_times
     from benchmarks.run import load_case_data, training_data
     from keras_compress import models
 
     tf_keras.utils.set_random_seed(config["seed"])
     (x, y), (xt, yt) = load_case_data(config)
-    StepTimer = step_time_callback(tf_keras.callbacks.Callback)
     batch = config["batch_size"]
     steps = -(-len(x) // batch)
     data = training_data(x, y, batch, config["dataset"] == "cifar10", config["seed"])
@@ -48,26 +47,39 @@ def main(argv: list[str]) -> None:
         model.set_weights(start)
         return model
 
-    def fit(model, epochs, callbacks=()):
+    def compiled(model):
         model.compile(tf_keras.optimizers.Adam(config["learning_rate"]), loss,
                       metrics=["accuracy"])
-        timer = StepTimer()
-        model.fit(**data, epochs=epochs, verbose=0, callbacks=[timer, *callbacks])
-        return float(np.median(timer.per_step[1:] or timer.per_step))
+        return model
 
-    plain_step = fit(model_from_float(), 2)   # first epoch traces: the median skips it
     sparsity = tfmot.sparsity.keras
-    pruned = sparsity.prune_low_magnitude(
-        model_from_float(), pruning_schedule=sparsity.PolynomialDecay(
-            0.0, config["sparsity"], 0, config["prune_epochs"] * steps - 1,
-            frequency=max(1, steps // 4)))
-    prune_step = fit(pruned, config["prune_epochs"], [sparsity.UpdatePruningStep()])
-    stripped = sparsity.strip_pruning(pruned)
     quant = tfmot.quantization.keras
-    pqat = quant.quantize_apply(
-        quant.quantize_annotate_model(stripped),
-        tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
-    qat_step = fit(pqat, config["qat_epochs"])
+
+    def pruned_model(end_step):
+        return sparsity.prune_low_magnitude(
+            model_from_float(), pruning_schedule=sparsity.PolynomialDecay(
+                0.0, config["sparsity"], 0, end_step, frequency=max(1, steps // 4)))
+
+    def pqat_model(stripped):
+        return quant.quantize_apply(
+            quant.quantize_annotate_model(stripped),
+            tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+
+    pruned = compiled(pruned_model(config["prune_epochs"] * steps - 1))
+    pruned.fit(**data, epochs=config["prune_epochs"], verbose=0,
+               callbacks=[sparsity.UpdatePruningStep()])
+    stripped = sparsity.strip_pruning(pruned)
+    pqat = compiled(pqat_model(stripped))
+    pqat.fit(**data, epochs=config["qat_epochs"], verbose=0)
+
+    # Step cost, the protocol of benchmarks.run: fresh copies taking turns.
+    n = min(len(x), batch * config["timing_steps"])
+    times = fit_step_times(tf_keras.callbacks.Callback, {
+        "plain": (compiled(model_from_float()), []),
+        "prune": (compiled(pruned_model((config["timing_rounds"] + 1) * config["timing_steps"])),
+                  [sparsity.UpdatePruningStep()]),
+        "qat": (compiled(pqat_model(stripped)), []),
+    }, x[:n], y[:n], batch, rounds=config["timing_rounds"])
     keras_accuracy = float(pqat.evaluate(xt, yt, verbose=0)[1])
     began = time.perf_counter()
     tfl = tflite_export.convert(pqat, mode="int8", io_dtype="int8")
@@ -76,7 +88,7 @@ def main(argv: list[str]) -> None:
     kernels = [w for w in stripped.get_weights() if w.ndim > 1]
     json.dump({
         "tfmot": tfmot.__version__, "tf_keras": tf_keras.__version__,
-        "plain_step_s": plain_step, "prune_step_s": prune_step, "qat_step_s": qat_step,
+        **{f"{k}_step_s": v for k, v in times.items()},
         "keras_accuracy": keras_accuracy, "conversion_s": conversion,
         "sparsity": sum(int(np.count_nonzero(k == 0)) for k in kernels) / sum(k.size for k in kernels),
     }, sys.stdout)

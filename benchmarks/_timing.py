@@ -44,6 +44,30 @@ def interleaved_step_times(runs: dict, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def fit_step_times(callback_base, models: dict, x, y, batch_size: int,
+                   rounds: int = 3) -> dict[str, float]:
+    """Median per-step seconds of each of `models` ({name: (compiled model,
+    callbacks)}), from one-epoch fits on the same arrays, the models taking
+    turns (`interleaved_step_times`), so a noisy machine slows all alike. Works
+    for Keras 3 and tf_keras (`callback_base` is that Keras' Callback)."""
+    import warnings
+
+    StepTimer = step_time_callback(callback_base)
+
+    def epoch(model, callbacks):
+        timer = StepTimer()
+        with warnings.catch_warnings():
+            # A pruning schedule may outlast these short fits.
+            warnings.filterwarnings("ignore", message="PruningCallback: training stopped")
+            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0,
+                      callbacks=[timer, *callbacks])
+        return timer.per_step[0]
+
+    return interleaved_step_times(
+        {name: (lambda m=model, c=callbacks: epoch(m, list(c)))
+         for name, (model, callbacks) in models.items()}, rounds)
+
+
 def measure_pruning_overhead(keras_module, config, x, y, prune, make_callbacks, final_sparsity):
     """Plain vs pruning fit per-step time for each model in `config["models"]`,
     with the same protocol for any Keras: `prune(model, end_step)` wraps a model,

@@ -141,13 +141,61 @@ def _float_cache(config: dict, name: str, lengths: tuple, case: dict) -> Path | 
     return Path(config["cache_dir"]) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
+# Training-step cost is measured apart from the real fits: one-epoch fits of
+# fresh copies on the first TIMING_STEPS batches (no augmentation), plain and
+# compressing models taking turns for TIMING_ROUNDS rounds after a warm-up
+# epoch, the same protocol in the TFMOT peer. Sequential fits are hostage to
+# whatever else the machine does meanwhile.
+TIMING_STEPS = 50
+TIMING_ROUNDS = 3
+
+
+def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str, float]:
+    """Seconds per step of plain fit and of keras-compress' prune phase
+    (quantizers observing) and QAT phase (fake quantization on)."""
+    import keras
+
+    import keras_compress as kc
+    from benchmarks._timing import fit_step_times
+
+    n = min(len(x), case["batch"] * TIMING_STEPS)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def compiled(compress):
+        model = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
+        model.set_weights(float_weights)
+        if compress:
+            schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0,
+                                          (TIMING_ROUNDS + 1) * TIMING_STEPS,
+                                          frequency=max(1, steps // 4))
+            model = kc.quantize(kc.prune(model, schedule), **case.get("quantize", {}))
+        model.compile(keras.optimizers.Adam(case["tune_lr"]), loss, metrics=["accuracy"])
+        return model
+
+    times = fit_step_times(keras.callbacks.Callback, {
+        "plain": (compiled(False), []),
+        # One-epoch fits all start at epoch 0: start_epoch=1 keeps QAT off.
+        "prune": (compiled(True), [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=1)]),
+        "qat": (compiled(True), [kc.PruningCallback()]),
+    }, x[:n], y[:n], case["batch"], rounds=TIMING_ROUNDS)
+    return {f"{k}_step_s": v for k, v in times.items()}
+
+
+def _step_ratios(times: dict, prune_epochs: int, qat_epochs: int) -> dict[str, float]:
+    """Per-phase step ratios to plain fit, and the whole compressing fit's
+    (phases weighted by their epochs)."""
+    prune = times["prune_step_s"] / times["plain_step_s"]
+    qat = times["qat_step_s"] / times["plain_step_s"]
+    return {"prune_step_ratio": prune, "qat_step_ratio": qat,
+            "step_ratio": (prune * prune_epochs + qat * qat_epochs) / (prune_epochs + qat_epochs)}
+
+
 def run_case(name: str, config: dict) -> dict:
     import keras
     import numpy as np
 
     import keras_compress as kc
     import tflite_export
-    from benchmarks._timing import step_time_callback
     from tflite_export.model import write_atomic
 
     case = CASES[name]
@@ -160,7 +208,6 @@ def run_case(name: str, config: dict) -> dict:
              "qat_epochs": qat_epochs}
     (x, y), (xt, yt) = load_case_data(setup)
     keras.utils.set_random_seed(config["seed"])
-    StepTimer = step_time_callback(keras.callbacks.Callback)
     batch = case["batch"]
     steps = -(-len(x) // batch)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -171,9 +218,7 @@ def run_case(name: str, config: dict) -> dict:
         if not isinstance(optimizer, keras.optimizers.Optimizer):
             optimizer = keras.optimizers.Adam(optimizer)
         model.compile(optimizer, loss, metrics=["accuracy"])
-        timer = StepTimer()
-        model.fit(**data, epochs=epochs, verbose=2, callbacks=[timer, *callbacks])
-        return float(np.median(timer.per_step[1:] or timer.per_step))
+        model.fit(**data, epochs=epochs, verbose=2, callbacks=list(callbacks))
 
     def accuracy(model):
         return float(np.mean(np.argmax(model.predict(xt, verbose=0), 1) == yt))
@@ -194,9 +239,6 @@ def run_case(name: str, config: dict) -> dict:
             cached.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cached, buffer.getvalue())
     float_weights = base.get_weights()
-    plain = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
-    plain.set_weights(float_weights)
-    plain_step = fit(plain, 2, setup["learning_rate"])     # the step-time reference
     float_bytes = 4 * sum(int(np.prod(w.shape)) for w in float_weights)
 
     def convert(model, **kwargs):
@@ -215,11 +257,14 @@ def run_case(name: str, config: dict) -> dict:
     schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
                                   frequency=max(1, steps // 4))
     qat = kc.quantize(kc.prune(ours, schedule), **case.get("quantize", {}))
-    ours_step = fit(qat, prune_epochs + qat_epochs, setup["learning_rate"],
-                    [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
+    fit(qat, prune_epochs + qat_epochs, setup["learning_rate"],
+        [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
     stripped = kc.strip(qat)
     artifacts["keras-compress"] = (*convert(stripped, mode="int8", io_dtype="int8"),
                                    accuracy(stripped), kc.sparsity(stripped).overall)
+
+    print(f"== {name}: training-step cost, plain vs prune / QAT phase, interleaved", flush=True)
+    ours_times = _ours_step_times(name, case, config, float_weights, x, y, steps)
 
     peer = None
     if config["tfmot"]:
@@ -228,6 +273,7 @@ def run_case(name: str, config: dict) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
             peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
+                           "timing_steps": TIMING_STEPS, "timing_rounds": TIMING_ROUNDS,
                            "output": str(Path(tmp) / "tfmot.tflite")}
             env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
                    + os.environ.get("PYTHONPATH", "")}
@@ -254,13 +300,9 @@ def run_case(name: str, config: dict) -> dict:
             "gzip_ratio": float_bytes / tfl.gzip_size, "latency_ms": latency[label].median_ms,
             "conversion_s": seconds, "arena": result.arena_bytes, "sparsity": sparsity,
             "fully_integer": tfl.is_fully_integer}
-    rows["keras-compress"]["step_ratio"] = ours_step / plain_step
-    if peer:
-        rows["TFMOT"]["step_ratio"] = (peer["prune_step_s"] * prune_epochs
-                                       + peer["qat_step_s"] * qat_epochs) / (
-            (prune_epochs + qat_epochs) * peer["plain_step_s"])
-        rows["TFMOT"]["prune_step_ratio"] = peer["prune_step_s"] / peer["plain_step_s"]
-        rows["TFMOT"]["qat_step_ratio"] = peer["qat_step_s"] / peer["plain_step_s"]
+    for label, times in (("keras-compress", ours_times), ("TFMOT", peer)):
+        if times:
+            rows[label].update(_step_ratios(times, prune_epochs, qat_epochs))
     for label in ("PTQ int8", "keras-compress", "TFMOT"):
         if label in rows:
             rows[label]["latency_vs_float"] = rows[label]["latency_ms"] / rows["float32"]["latency_ms"]
@@ -269,7 +311,7 @@ def run_case(name: str, config: dict) -> dict:
                                                       / rows["TFMOT"]["latency_ms"])
     return {"case": name, "setup": {k: v for k, v in setup.items() if k != "data_dir"},
             "float_bytes": float_bytes, "rows": rows, "peer": peer,
-            "plain_step_ms": 1e3 * plain_step}
+            "plain_step_ms": 1e3 * ours_times["plain_step_s"]}
 
 
 def render(results: list[dict], config: dict) -> str:
@@ -287,7 +329,9 @@ def render(results: list[dict], config: dict) -> str:
              "both starting from the baseline's weights, with the same data and epochs. Every "
              "artifact is measured here with LiteRT (1 thread, XNNPACK; the artifacts of a case "
              "timed interleaved, in rounds) and the TFLite-Micro interpreter. Step ratio: "
-             "per-step time of the compressing fit / plain fit of the same framework. The "
+             "per-step time of the compressing fit / plain fit of the same framework, measured "
+             f"on {TIMING_STEPS} batches with fresh copies taking turns ({TIMING_ROUNDS} rounds "
+             "after a warm-up), phases weighted by their epochs. The "
              "LeNets (Dense-heavy microcontroller models) are quantized with "
              "`per_tensor_dense=True`, TFMOT's choice for Dense; the CNNs per channel.", ""]
     for r in results:
@@ -309,10 +353,12 @@ def render(results: list[dict], config: dict) -> str:
                 f"{row['conversion_s']:.1f} | {num(row['arena'], ',')} |")
         ours = r["rows"]["keras-compress"]
         if "latency_vs_tfmot" in ours:
+            tfmot = r["rows"]["TFMOT"]
             lines += ["", f"keras-compress int8 latency / TFMOT int8 latency: "
-                      f"{ours['latency_vs_tfmot']:.2f}; TFMOT step ratios: prune "
-                      f"{r['rows']['TFMOT']['prune_step_ratio']:.2f}, PQAT "
-                      f"{r['rows']['TFMOT']['qat_step_ratio']:.2f}."]
+                      f"{ours['latency_vs_tfmot']:.2f}. Step ratios by phase: keras-compress "
+                      f"prune {ours['prune_step_ratio']:.2f}, QAT {ours['qat_step_ratio']:.2f}; "
+                      f"TFMOT prune {tfmot['prune_step_ratio']:.2f}, PQAT "
+                      f"{tfmot['qat_step_ratio']:.2f}."]
         if r["case"] == "resnet8":
             lines += ["", f"MLPerf Tiny quality target for this model: {100 * MLPERF_TINY_TARGET:.0f} % "
                       "top-1 (int8)" + ("" if config["full"] else "; the quick run is far from it "

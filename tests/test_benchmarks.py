@@ -105,10 +105,13 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
         if label != "float32":
             assert row["fully_integer"] and row["micro"] is not None and row["arena"] > 0
             assert row["latency_vs_float"] > 0
-    assert rows["keras-compress"]["step_ratio"] > 0 and rows["TFMOT"]["step_ratio"] > 0
+    for label in ("keras-compress", "TFMOT"):
+        for column in ("step_ratio", "prune_step_ratio", "qat_step_ratio"):
+            assert rows[label][column] > 0, (label, column)
     assert rows["keras-compress"]["latency_vs_tfmot"] > 0
     assert rows["keras-compress"]["sparsity"] > 0.5 and rows["TFMOT"]["sparsity"] > 0.5
     markdown = run.render([result], config)
     assert "| TFMOT |" in markdown and "| keras-compress |" in markdown
+    assert "Step ratios by phase" in markdown and "Published reference rows" in markdown
     run.plot([result], tmp_path / "suite.png")
     assert (tmp_path / "suite.png").read_bytes()[:4] == b"\x89PNG"
