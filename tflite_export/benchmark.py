@@ -121,6 +121,16 @@ def _litert_interpreter(content: bytes, num_threads: int, xnnpack: bool):
     return interpreter
 
 
+def _timed_invokes(interpreter, runs: int) -> list[float]:
+    """Seconds of each of `runs` invocations."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
 def _check_data(tfl: TFLiteModel, x: np.ndarray, y: np.ndarray | None) -> None:
     want = tuple(tfl.inputs[0].shape[1:])
     if tuple(x.shape[1:]) != want:
@@ -178,9 +188,7 @@ def benchmark(
         bar.step()
     samples = []
     for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        samples.append(time.perf_counter() - start)
+        samples += _timed_invokes(interpreter, 1)
         bar.step()
     litert_latency = Latency.from_seconds(samples)
 
@@ -299,10 +307,7 @@ def compare_latency(
     bar = _Progress(rounds, f"LiteRT latency, {len(models)} models interleaved", progress)
     for _ in range(rounds):
         for name, interpreter in interpreters.items():
-            for _ in range(runs_per_round):
-                start = time.perf_counter()
-                interpreter.invoke()
-                samples[name].append(time.perf_counter() - start)
+            samples[name] += _timed_invokes(interpreter, runs_per_round)
         bar.step()
     return {name: Latency.from_seconds(values) for name, values in samples.items()}
 
