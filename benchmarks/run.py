@@ -62,6 +62,8 @@ CASES = {
 }
 # MLPerf Tiny v1.x image classification (ResNet-8, CIFAR-10) quality target.
 MLPERF_TINY_TARGET = 0.85
+# Row order of every case table (JSON keeps the rows sorted by name).
+_ORDER = ["float32", "PTQ int8", "keras-compress", "TFMOT"]
 
 
 def _define_flags() -> None:
@@ -347,7 +349,7 @@ def render(results: list[dict], config: dict) -> str:
                   "ratio raw / gzip | LiteRT ms | vs float32 | step ratio | conversion s | "
                   "arena bytes |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for label, row in r["rows"].items():
+        for label, row in sorted(r["rows"].items(), key=lambda item: _ORDER.index(item[0])):
             lines.append(
                 f"| {label} | {pct(row['keras'])} | {pct(row['litert'])} | {pct(row['micro'])} | "
                 f"{row['raw']:,} | {row['gzip']:,} | {row['raw_ratio']:.1f}x / "
