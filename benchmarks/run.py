@@ -349,7 +349,7 @@ def render(results: list[dict], config: dict) -> str:
                   "ratio raw / gzip | LiteRT ms | vs float32 | step ratio | conversion s | "
                   "arena bytes |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for label, row in sorted(r["rows"].items(), key=lambda item: _ORDER.index(item[0])):
+        for label, row in _ordered_rows(r):
             lines.append(
                 f"| {label} | {pct(row['keras'])} | {pct(row['litert'])} | {pct(row['micro'])} | "
                 f"{row['raw']:,} | {row['gzip']:,} | {row['raw_ratio']:.1f}x / "
@@ -436,6 +436,11 @@ def _references(results: list[dict], docs: Path | None = None) -> list[str]:
         f"{mlperf} |", ""]
 
 
+def _ordered_rows(result: dict) -> list[tuple[str, dict]]:
+    """A case's (label, row) pairs in `_ORDER`, for tables and plot alike."""
+    return sorted(result["rows"].items(), key=lambda item: _ORDER.index(item[0]))
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -446,7 +451,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
     for ax, r in zip(axes[0], results):
-        for label, row in r["rows"].items():
+        for label, row in _ordered_rows(r):
             acc = row["micro"] if row["micro"] is not None else row["litert"]
             ax.scatter(row["gzip"] / 1024, 100 * acc, label=label, s=40)
         ax.set_xscale("log")
