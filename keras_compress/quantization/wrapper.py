@@ -219,8 +219,12 @@ class QuantizeWrapper(CompressionWrapper):
         w = lookup(inner, self._kernel)
         if self.batchnorm is not None:
             w = w * self._kernel_shape_scale(self._bn_scale())
-        wq = w + self.enabled * (
-            quantizers.fake_quant_weight(w, self._channel_axes, self.weight_bits) - w
+        # A branch, not a blend: before QAT starts (quantizers observing) the
+        # per-channel scale and rounding passes over the kernel are skipped.
+        wq = keras.ops.cond(
+            self.enabled > 0.5,
+            lambda: quantizers.fake_quant_weight(w, self._channel_axes, self.weight_bits),
+            lambda: w,
         )
         mapping = [(self._kernel, wq)]
         if self._bias is not None:
