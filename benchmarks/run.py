@@ -365,8 +365,7 @@ def render(results: list[dict], config: dict) -> str:
                       f"TFMOT prune {tfmot['prune_step_ratio']:.2f}, PQAT "
                       f"{tfmot['qat_step_ratio']:.2f}."]
         if r["case"] == "resnet8":
-            int8 = {label: row["litert"] for label, row in _ordered_rows(r)
-                    if label != "float32" and row["litert"] is not None}
+            int8 = _int8_accuracies(r)
             reached = [label for label, acc in int8.items() if acc >= MLPERF_TINY_TARGET]
             verdict = (f"reached by {', '.join(reached)}" if reached else "not reached")
             verdict += (f" (int8: {', '.join(f'{k} {100 * v:.2f} %' for k, v in int8.items())}; "
@@ -421,8 +420,7 @@ def _references(results: list[dict], docs: Path | None = None) -> list[str]:
     resnet = next((r for r in results if r["case"] == "resnet8"), None)
     mlperf = ("not run" if resnet is None else
               "int8 in LiteRT: " + ", ".join(
-                  f"{label} {100 * row['litert']:.2f} %" for label, row in _ordered_rows(resnet)
-                  if label != "float32" and row["litert"] is not None)
+                  f"{label} {100 * acc:.2f} %" for label, acc in _int8_accuracies(resnet).items())
               + f" ({resnet['setup']['train_images']:,} training images, this run)")
     return [
         "### Published reference rows", "",
@@ -443,6 +441,12 @@ def _references(results: list[dict], docs: Path | None = None) -> list[str]:
 def _ordered_rows(result: dict) -> list[tuple[str, dict]]:
     """A case's (label, row) pairs in `_ORDER`, for tables and plot alike."""
     return sorted(result["rows"].items(), key=lambda item: _ORDER.index(item[0]))
+
+
+def _int8_accuracies(result: dict) -> dict[str, float]:
+    """LiteRT accuracy of each int8 artifact of a case, in `_ORDER`."""
+    return {label: row["litert"] for label, row in _ordered_rows(result)
+            if label != "float32" and row["litert"] is not None}
 
 
 def plot(results: list[dict], path: Path) -> None:
