@@ -501,3 +501,24 @@ def test_pruned_separable_conv_splits_with_its_masks_and_keeps_pruning(structure
     agree = np.argmax(tflite_export.predict(tfl, xt[:100]), 1) == np.argmax(
         plain.predict(xt[:100], verbose=0), 1)
     assert np.mean(agree) >= 0.97
+
+
+def test_weight_quantizer_switches_inside_one_compiled_function(digits_split):
+    """`enabled` is read at run time (a cond branch): one traced function
+    gives the float kernel while off and the int8-grid kernel once on."""
+    import tensorflow as tf
+
+    (x, _), _ = digits_split
+    batch = x[:32].reshape(32, -1).astype("float32")
+    model = keras.Sequential([keras.Input((64,)), L.Dense(10, name="fc")])
+    qat = kc.quantize(model)
+    wrapper = next(layer for layer in qat.layers if isinstance(layer, kc.QuantizeWrapper))
+    forward = tf.function(lambda v: wrapper(v, training=True))
+    kernel, bias = model.get_layer("fc").get_weights()
+    wrapper.enabled.assign(0.0)
+    np.testing.assert_allclose(forward(batch), batch @ kernel + bias, rtol=1e-5, atol=1e-5)
+    wrapper.enabled.assign(1.0)
+    scale = np.abs(kernel).max(axis=0) / 127.0
+    on_grid = np.round(kernel / scale) * scale
+    np.testing.assert_allclose(forward(batch), batch @ on_grid + bias, rtol=1e-5, atol=1e-5)
+    assert forward.experimental_get_tracing_count() == 1
