@@ -115,3 +115,26 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
     assert "Step ratios by phase" in markdown and "Published reference rows" in markdown
     run.plot([result], tmp_path / "suite.png")
     assert (tmp_path / "suite.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_suite_float_warm_restart_schedule_and_cache_keys(tmp_path):
+    """A restart cycle warms up for one epoch to RESTART_LR x the first peak
+    and decays to zero; each cycle has its own cache entry, and the first
+    cycle's entry does not depend on the restarts after it."""
+    import keras
+
+    from benchmarks import run
+
+    recipe = {"optimizer": "sgd", "lr": 0.1, "warmup": 2}
+    first = run._float_schedule(keras, recipe, 100, 10)
+    restart = run._float_schedule(keras, recipe, 100, 10, cycle=1)
+    assert float(first(20)) == pytest.approx(0.1)
+    assert float(restart(10)) == pytest.approx(0.1 * run.RESTART_LR)
+    assert float(restart(5)) == pytest.approx(0.5 * 0.1 * run.RESTART_LR)
+    assert float(restart(100)) == pytest.approx(0.0, abs=1e-9)
+    config, case = {"cache_dir": str(tmp_path), "seed": 0}, run.CASES["resnet8"]
+    keys = [run._float_cache(config, "resnet8", lengths, case)
+            for lengths in ((50000, 100), (50000, [100, 40]), (50000, [100, 60]))]
+    assert len(set(keys)) == 3
+    assert run._float_cache(config, "resnet8", (50000, 100), case) == keys[0]
+    assert run._epochs_text([100, 40]) == "100 + 40 (warm restart)" and run._epochs_text(20) == "20"
