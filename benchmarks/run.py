@@ -46,7 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 # one-epoch warm-up. `tune_lr` is the constant Adam learning rate of the compressing
 # fits, ours and TFMOT's alike. `quantize` are the case's `kc.quantize`
 # arguments: the Dense-heavy LeNets (microcontroller models) keep Dense kernels
-# per tensor, as TFMOT does, which shrinks the flatbuffer and arena.
+# per tensor, as TFMOT does, which shrinks the flatbuffer and arena. A case
+# with `distill` also runs keras-compress' prune + QAT fit distilled from the
+# float baseline (`kc.Distiller` arguments), which TFMOT cannot do: a row of
+# its own, next to the like-for-like one.
 CASES = {
     "lenet_300_100": dict(dataset="mnist", quick=(8000, 2000, 3, 1, 1),
                           full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
@@ -58,7 +61,8 @@ CASES = {
                    quantize=dict(per_tensor_dense=True)),
     "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
                     full=(50000, 10000, (100, 40), 4, 2), sparsity=0.5, batch=128,
-                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4),
+                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
+                    distill=dict(temperature=4.0, alpha=0.1)),
     "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
                    full=(50000, 10000, 30, 4, 2), sparsity=0.5, batch=128,
                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4),
@@ -68,7 +72,8 @@ MLPERF_TINY_TARGET = 0.85
 # Peak learning rate of each warm restart, relative to the cycle before.
 RESTART_LR = 0.2
 # Row order of every case table (JSON keeps the rows sorted by name).
-_ORDER = ["float32", "PTQ int8", "keras-compress", "TFMOT"]
+DISTILLED = "keras-compress + distill"
+_ORDER = ["float32", "PTQ int8", "keras-compress", DISTILLED, "TFMOT"]
 
 
 def _define_flags() -> None:
@@ -122,7 +127,7 @@ def training_data(x, y, batch: int, augment: bool, seed: int):
     data = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed)
             .map(jitter, num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
             .prefetch(tf.data.AUTOTUNE))
-    return {"x": data}
+    return {"x": data, "shuffle": False}  # the pipeline reshuffles itself
 
 
 def _float_schedule(keras, recipe: dict, total_steps: int, steps_per_epoch: int,
@@ -131,8 +136,9 @@ def _float_schedule(keras, recipe: dict, total_steps: int, steps_per_epoch: int,
     first): a linear warm-up (`recipe["warmup"]` epochs, one epoch on a
     restart) to the cycle's peak, then a cosine decay to zero."""
     peak = recipe["lr"] * RESTART_LR ** cycle
-    warmup = (1 if cycle else recipe.get("warmup", 0)) * steps_per_epoch
-    if not warmup:
+    # A cycle shorter than its warm-up (tiny test runs) still ends decayed.
+    warmup = min((1 if cycle else recipe.get("warmup", 0)) * steps_per_epoch, total_steps - 1)
+    if warmup <= 0:
         return keras.optimizers.schedules.CosineDecay(peak, total_steps)
     return keras.optimizers.schedules.CosineDecay(
         0.0, total_steps - warmup, warmup_target=peak, warmup_steps=warmup)
@@ -187,7 +193,9 @@ TIMING_ROUNDS = 3
 
 def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str, float]:
     """Seconds per step of plain fit and of keras-compress' prune phase
-    (quantizers observing) and QAT phase (fake quantization on)."""
+    (quantizers observing) and QAT phase (fake quantization on), and for a case
+    with `distill` of the same two phases distilled (`distill_prune_step_s`,
+    `distill_qat_step_s`: the teacher's forward pass included)."""
     import keras
 
     import keras_compress as kc
@@ -196,23 +204,33 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
     n = min(len(x), case["batch"] * TIMING_STEPS)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def compiled(compress):
+    def float_model():
         model = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
         model.set_weights(float_weights)
+        return model
+
+    def compiled(compress, distill=False):
+        model = float_model()
         if compress:
             schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0,
                                           (TIMING_ROUNDS + 1) * TIMING_STEPS,
                                           frequency=max(1, steps // 4))
             model = kc.quantize(kc.prune(model, schedule), **case.get("quantize", {}))
+        if distill:
+            model = kc.Distiller(float_model(), model, **case["distill"])
         model.compile(keras.optimizers.Adam(case["tune_lr"]), loss, metrics=["accuracy"])
         return model
 
-    times = fit_step_times(keras.callbacks.Callback, {
-        "plain": (compiled(False), []),
-        # One-epoch fits all start at epoch 0: start_epoch=1 keeps QAT off.
-        "prune": (compiled(True), [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=1)]),
-        "qat": (compiled(True), [kc.PruningCallback()]),
-    }, x[:n], y[:n], case["batch"], rounds=TIMING_ROUNDS)
+    # One-epoch fits all start at epoch 0: start_epoch=1 keeps QAT off.
+    runs = {"plain": (compiled(False), []),
+            "prune": (compiled(True), [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=1)]),
+            "qat": (compiled(True), [kc.PruningCallback()])}
+    if case.get("distill"):
+        runs["distill_prune"] = (compiled(True, True), [kc.PruningCallback(),
+                                                        kc.QuantizationCallback(start_epoch=1)])
+        runs["distill_qat"] = (compiled(True, True), [kc.PruningCallback()])
+    times = fit_step_times(keras.callbacks.Callback, runs, x[:n], y[:n], case["batch"],
+                           rounds=TIMING_ROUNDS)
     return {f"{k}_step_s": v for k, v in times.items()}
 
 
@@ -294,17 +312,28 @@ def run_case(name: str, config: dict) -> dict:
     artifacts["PTQ int8"] = (*convert(base, mode="int8", io_dtype="int8",
                                       representative_data=x[:500]), accuracy(base), None)
 
+    def compress(teacher=None):
+        """keras-compress' prune + QAT fit from the float weights (distilled
+        from `teacher` if given), stripped and converted."""
+        ours = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
+        ours.set_weights(float_weights)
+        schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
+                                      frequency=max(1, steps // 4))
+        model = kc.quantize(kc.prune(ours, schedule), **case.get("quantize", {}))
+        if teacher is not None:
+            model = kc.Distiller(teacher, model, **case["distill"])
+        fit(model, prune_epochs + qat_epochs, setup["learning_rate"],
+            [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
+        stripped = kc.strip(model)
+        return (*convert(stripped, mode="int8", io_dtype="int8"), accuracy(stripped),
+                kc.sparsity(stripped).overall)
+
     print(f"== {name}: keras-compress prune {case['sparsity']} + QAT", flush=True)
-    ours = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
-    ours.set_weights(float_weights)
-    schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
-                                  frequency=max(1, steps // 4))
-    qat = kc.quantize(kc.prune(ours, schedule), **case.get("quantize", {}))
-    fit(qat, prune_epochs + qat_epochs, setup["learning_rate"],
-        [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
-    stripped = kc.strip(qat)
-    artifacts["keras-compress"] = (*convert(stripped, mode="int8", io_dtype="int8"),
-                                   accuracy(stripped), kc.sparsity(stripped).overall)
+    artifacts["keras-compress"] = compress()
+    if case.get("distill"):
+        print(f"== {name}: keras-compress prune {case['sparsity']} + QAT, distilled from the "
+              f"float baseline ({case['distill']})", flush=True)
+        artifacts[DISTILLED] = compress(teacher=base)
 
     print(f"== {name}: training-step cost, plain vs prune / QAT phase, interleaved", flush=True)
     ours_times = _ours_step_times(name, case, config, float_weights, x, y, steps)
@@ -343,10 +372,14 @@ def run_case(name: str, config: dict) -> dict:
             "gzip_ratio": float_bytes / tfl.gzip_size, "latency_ms": latency[label].median_ms,
             "conversion_s": seconds, "arena": result.arena_bytes, "sparsity": sparsity,
             "fully_integer": tfl.is_fully_integer}
-    for label, times in (("keras-compress", ours_times), ("TFMOT", peer)):
-        if times:
+    distilled_times = {f"{k[len('distill_'):]}": v for k, v in ours_times.items()
+                       if k.startswith("distill_")}
+    for label, times in (("keras-compress", ours_times), ("TFMOT", peer),
+                         (DISTILLED, distilled_times and {**distilled_times,
+                                                          "plain_step_s": ours_times["plain_step_s"]})):
+        if times and label in rows:
             rows[label].update(_step_ratios(times, prune_epochs, qat_epochs))
-    for label in ("PTQ int8", "keras-compress", "TFMOT"):
+    for label in ("PTQ int8", "keras-compress", DISTILLED, "TFMOT"):
         if label in rows:
             rows[label]["latency_vs_float"] = rows[label]["latency_ms"] / rows["float32"]["latency_ms"]
     if peer:
@@ -369,7 +402,9 @@ def render(results: list[dict], config: dict) -> str:
              f"`python -m benchmarks.run --{run}`: for each case the Keras 3 float baseline, its "
              "post-training int8 conversion, TFMOT (tf_keras: prune_low_magnitude, then "
              "prune-preserving QAT, in a subprocess) and keras-compress (prune + QAT in one fit), "
-             "both starting from the baseline's weights, with the same data and epochs. Every "
+             "both starting from the baseline's weights, with the same data and epochs; where a "
+             f"case says so, also `{DISTILLED}`: the same fit distilled from the float baseline "
+             "(`kc.Distiller`, its teacher's forward pass counted in the step ratio). Every "
              "artifact is measured here with LiteRT (1 thread, XNNPACK; the artifacts of a case "
              "timed interleaved, in rounds) and the TFLite-Micro interpreter. Step ratio: "
              "per-step time of the compressing fit / plain fit of the same framework, measured "
@@ -402,7 +437,10 @@ def render(results: list[dict], config: dict) -> str:
                       f"{ours['latency_vs_tfmot']:.2f}. Step ratios by phase: keras-compress "
                       f"prune {ours['prune_step_ratio']:.2f}, QAT {ours['qat_step_ratio']:.2f}; "
                       f"TFMOT prune {tfmot['prune_step_ratio']:.2f}, PQAT "
-                      f"{tfmot['qat_step_ratio']:.2f}."]
+                      f"{tfmot['qat_step_ratio']:.2f}"
+                      + (f"; {DISTILLED} prune {r['rows'][DISTILLED]['prune_step_ratio']:.2f}, "
+                         f"QAT {r['rows'][DISTILLED]['qat_step_ratio']:.2f}"
+                         if "prune_step_ratio" in r["rows"].get(DISTILLED, {}) else "") + "."]
         if r["case"] == "resnet8":
             int8 = _int8_accuracies(r)
             reached = [label for label, acc in int8.items() if acc >= MLPERF_TINY_TARGET]
@@ -447,6 +485,11 @@ def _references(results: list[dict], docs: Path | None = None) -> list[str]:
                      f"mean of {len(rows)} seeds (distillation section)")
     except KeyError:
         distilled = "run `python -m benchmarks.distillation`"
+    gains = [f"{r['case']} {100 * (r['rows'][DISTILLED]['litert'] - r['rows']['keras-compress']['litert']):+.2f}"
+             for r in results if DISTILLED in r["rows"]]
+    if gains:
+        distilled += (f"; in this run, prune + QAT distilled vs not: {', '.join(gains)} points "
+                      "(int8 LiteRT)")
 
     def change(label):
         parts = []

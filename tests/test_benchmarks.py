@@ -138,3 +138,25 @@ def test_suite_float_warm_restart_schedule_and_cache_keys(tmp_path):
     assert len(set(keys)) == 3
     assert run._float_cache(config, "resnet8", (50000, 100), case) == keys[0]
     assert run._epochs_text([100, 40]) == "100 + 40 (warm restart)" and run._epochs_text(20) == "20"
+
+
+@pytest.mark.slow
+def test_suite_distilled_row_on_resnet8(data_dir):
+    """The ResNet-8 case's extra row, prune + QAT distilled from the float
+    baseline, gets every column, its own step ratios, and a place in the
+    rendered tables and reference rows (tiny sizes, no TFMOT)."""
+    from benchmarks import run
+
+    config = {"full": False, "data_dir": str(data_dir), "tfmot": False, "latency_runs": 5,
+              "seed": 0, "sizes": (256, 64, (1, 1), 1, 1)}
+    result = run.run_case("resnet8", config)
+    rows = result["rows"]
+    assert list(rows) == ["float32", "PTQ int8", "keras-compress", run.DISTILLED]
+    row = rows[run.DISTILLED]
+    assert row["fully_integer"] and row["litert"] is not None and row["micro"] is not None
+    assert row["sparsity"] > 0.4 and row["arena"] > 0
+    for column in ("step_ratio", "prune_step_ratio", "qat_step_ratio"):
+        assert row[column] > 0 and row[column] != rows["keras-compress"][column]
+    markdown = run.render([result], config)
+    assert f"| {run.DISTILLED} |" in markdown and "distilled vs not: resnet8" in markdown
+    assert "1 + 1 (warm restart) float" in markdown
