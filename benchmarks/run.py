@@ -40,10 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 # model, dataset, and the run lengths: (train images, test images, float
 # epochs, prune epochs, QAT epochs) for --quick and --full. `float` is the
 # baseline's optimizer (a cosine-decayed learning rate, with `warmup` epochs
-# for SGD). Float epochs given as a tuple are cosine cycles with warm restarts
-# (SGDR, Loshchilov & Hutter 2017): each further cycle starts from the last
-# one's weights and peaks at RESTART_LR times the previous peak after a
-# one-epoch warm-up. `tune_lr` is the constant Adam learning rate of the compressing
+# for SGD); `tune_lr` is the constant Adam learning rate of the compressing
 # fits, ours and TFMOT's alike. `quantize` are the case's `kc.quantize`
 # arguments: the Dense-heavy LeNets (microcontroller models) keep Dense kernels
 # per tensor, as TFMOT does, which shrinks the flatbuffer and arena. A case
@@ -60,7 +57,7 @@ CASES = {
                    float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4,
                    quantize=dict(per_tensor_dense=True)),
     "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
-                    full=(50000, 10000, (100, 40), 4, 2), sparsity=0.5, batch=128,
+                    full=(50000, 10000, 100, 4, 2), sparsity=0.5, batch=128,
                     float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
                     distill=dict(temperature=4.0, alpha=0.1)),
     "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
@@ -69,8 +66,6 @@ CASES = {
 }
 # MLPerf Tiny v1.x image classification (ResNet-8, CIFAR-10) quality target.
 MLPERF_TINY_TARGET = 0.85
-# Peak learning rate of each warm restart, relative to the cycle before.
-RESTART_LR = 0.2
 # Row order of every case table (JSON keeps the rows sorted by name).
 DISTILLED = "keras-compress + distill"
 _ORDER = ["float32", "PTQ int8", "keras-compress", DISTILLED, "TFMOT"]
@@ -130,55 +125,34 @@ def training_data(x, y, batch: int, augment: bool, seed: int):
     return {"x": data, "shuffle": False}  # the pipeline reshuffles itself
 
 
-def _float_schedule(keras, recipe: dict, total_steps: int, steps_per_epoch: int,
-                    cycle: int = 0):
-    """The float baseline's learning rate in cosine cycle `cycle` (0: the
-    first): a linear warm-up (`recipe["warmup"]` epochs, one epoch on a
-    restart) to the cycle's peak, then a cosine decay to zero."""
-    peak = recipe["lr"] * RESTART_LR ** cycle
-    # A cycle shorter than its warm-up (tiny test runs) still ends decayed.
-    warmup = min((1 if cycle else recipe.get("warmup", 0)) * steps_per_epoch, total_steps - 1)
+def _float_schedule(keras, recipe: dict, total_steps: int, steps_per_epoch: int):
+    """The float baseline's learning rate: a linear warm-up over
+    `recipe["warmup"]` epochs (none by default), then a cosine decay to zero."""
+    # A run shorter than its warm-up (tiny test runs) still ends decayed.
+    warmup = min(recipe.get("warmup", 0) * steps_per_epoch, total_steps - 1)
     if warmup <= 0:
-        return keras.optimizers.schedules.CosineDecay(peak, total_steps)
+        return keras.optimizers.schedules.CosineDecay(recipe["lr"], total_steps)
     return keras.optimizers.schedules.CosineDecay(
-        0.0, total_steps - warmup, warmup_target=peak, warmup_steps=warmup)
+        0.0, total_steps - warmup, warmup_target=recipe["lr"], warmup_steps=warmup)
 
 
-def _float_optimizer(keras, recipe: dict, total_steps: int, steps_per_epoch: int,
-                     cycle: int = 0):
+def _float_optimizer(keras, recipe: dict, total_steps: int, steps_per_epoch: int):
     """The float baseline's optimizer: Adam, or Nesterov SGD, on `_float_schedule`."""
-    schedule = _float_schedule(keras, recipe, total_steps, steps_per_epoch, cycle)
+    schedule = _float_schedule(keras, recipe, total_steps, steps_per_epoch)
     if recipe["optimizer"] == "adam":
         return keras.optimizers.Adam(schedule)
     return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
 
 
-def _cycles(float_epochs) -> tuple[int, ...]:
-    """The float baseline's cosine cycles: one, or several with warm restarts."""
-    return (float_epochs,) if isinstance(float_epochs, int) else tuple(float_epochs)
-
-
-def _epochs_text(float_epochs) -> str:
-    """'100', or '100 + 40 (warm restart)' for cycles."""
-    cycles = _cycles(float_epochs)
-    return " + ".join(map(str, cycles)) + (
-        f" ({'warm restart' if len(cycles) == 2 else 'warm restarts'})" if len(cycles) > 1 else "")
-
-
 def _float_cache(config: dict, name: str, lengths: tuple, case: dict) -> Path | None:
     """Where this case's trained float weights are kept, or None (no cache).
     The key covers everything the weights depend on, including the source of
-    `keras_compress/models.py`, so a changed model is retrained. `lengths` is
-    (images, epochs) for one cosine cycle, (images, (epochs, ...)) after warm
-    restarts."""
+    `keras_compress/models.py`, so a changed model is retrained."""
     if not config.get("cache_dir"):
         return None
     source = (REPO / "keras_compress" / "models.py").read_bytes()
-    key = [name, lengths, config["seed"], case["float"], case["batch"],
-           case["dataset"], hashlib.sha256(source).hexdigest()]
-    if not isinstance(lengths[1], int):
-        key.append(RESTART_LR)
-    key = json.dumps(key)
+    key = json.dumps([name, lengths, config["seed"], case["float"], case["batch"],
+                      case["dataset"], hashlib.sha256(source).hexdigest()])
     return Path(config["cache_dir"]) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
@@ -277,28 +251,21 @@ def run_case(name: str, config: dict) -> dict:
     def accuracy(model):
         return float(np.mean(np.argmax(model.predict(xt, verbose=0), 1) == yt))
 
-    cycles = _cycles(float_epochs)
-    print(f"\n== {name}: float baseline, {_epochs_text(float_epochs)} epochs on "
-          f"{len(x):,} images", flush=True)
+    print(f"\n== {name}: float baseline, {float_epochs} epochs on {len(x):,} images", flush=True)
     base = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
-    # One cache entry per cosine cycle: a retuned restart reuses the cycles before it.
-    caches = [_float_cache(config, name, (images, cycles[0] if i == 0 else list(cycles[:i + 1])),
-                           case) for i in range(len(cycles))]
-    done = max((i + 1 for i, path in enumerate(caches) if path and path.exists()), default=0)
-    if done:
-        print(f"   (trained weights from {caches[done - 1]})", flush=True)
-        with np.load(caches[done - 1]) as saved:
+    cached = _float_cache(config, name, (images, float_epochs), case)
+    if cached and cached.exists():
+        print(f"   (trained weights from {cached})", flush=True)
+        with np.load(cached) as saved:
             base.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
-    for cycle in range(done, len(cycles)):
-        if cycle:
-            print(f"   warm restart {cycle}: {cycles[cycle]} epochs", flush=True)
-        fit(base, cycles[cycle], _float_optimizer(keras, case["float"], cycles[cycle] * steps,
-                                                  steps, cycle))
-        if caches[cycle]:
+    else:
+        fit(base, float_epochs, _float_optimizer(keras, case["float"], float_epochs * steps,
+                                                 steps))
+        if cached:
             buffer = io.BytesIO()
             np.savez(buffer, **{f"w{i}": w for i, w in enumerate(base.get_weights())})
-            caches[cycle].parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(caches[cycle], buffer.getvalue())
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cached, buffer.getvalue())
     float_weights = base.get_weights()
     float_bytes = 4 * sum(int(np.prod(w.shape)) for w in float_weights)
 
@@ -412,11 +379,16 @@ def render(results: list[dict], config: dict) -> str:
              "after a warm-up), phases weighted by their epochs. The "
              "LeNets (Dense-heavy microcontroller models) are quantized with "
              "`per_tensor_dense=True`, TFMOT's choice for Dense; the CNNs per channel.", ""]
+    if not config["full"]:
+        lines += ["The quick run only shows that every stage runs: its float baselines train "
+                  "a few epochs on a subset (the CIFAR-10 models stay far below their full-run "
+                  "accuracy, so a teacher distils little), and its step ratios come from few "
+                  "steps. The numbers that count are in the full run.", ""]
     for r in results:
         s = r["setup"]
         lines += [f"### {r['case']} ({s['dataset']}: {s['train_images']:,} training, "
                   f"{s['test_images']:,} test images; sparsity {s['sparsity']:g}, "
-                  + (f"{_epochs_text(s['float_epochs'])} float, " if "float_epochs" in s else "")
+                  + (f"{s['float_epochs']} float, " if "float_epochs" in s else "")
                   + f"{s['prune_epochs']} prune + {s['qat_epochs']} QAT epochs"
                   + (f"; run {r['date']}" if r.get("date") else "") + ")", "",
                   "| artifact | Keras | LiteRT | TFLite-Micro | .tflite bytes | gzip | "
@@ -447,7 +419,7 @@ def render(results: list[dict], config: dict) -> str:
             verdict = (f"reached by {', '.join(reached)}" if reached else "not reached")
             verdict += (f" (int8: {', '.join(f'{k} {100 * v:.2f} %' for k, v in int8.items())}; "
                         f"float {100 * r['rows']['float32']['keras']:.2f} % after "
-                        f"{_epochs_text(s['float_epochs']) if 'float_epochs' in s else '?'} float epochs)")
+                        f"{s.get('float_epochs', '?')} float epochs)")
             lines += ["", f"MLPerf Tiny quality target for this model: "
                       f"{100 * MLPERF_TINY_TARGET:.0f} % top-1 (int8), {verdict}."]
         lines.append("")
