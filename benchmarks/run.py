@@ -62,7 +62,8 @@ CASES = {
                     distill=dict(temperature=4.0, alpha=0.1)),
     "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
                    full=(50000, 10000, 30, 4, 2), sparsity=0.5, batch=128,
-                   float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4),
+                   float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
+                   distill=dict(temperature=4.0, alpha=0.1)),
 }
 # MLPerf Tiny v1.x image classification (ResNet-8, CIFAR-10) quality target.
 MLPERF_TINY_TARGET = 0.85
