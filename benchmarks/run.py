@@ -509,15 +509,22 @@ def plot(results: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     from benchmarks import _report
 
+    plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
     for ax, r in zip(axes[0], results):
         for label, row in _ordered_rows(r):
             acc = row["micro"] if row["micro"] is not None else row["litert"]
-            ax.scatter(row["gzip"] / 1024, 100 * acc, label=label, s=40)
+            # One colour per artifact kind in every panel, whichever rows a case has.
+            ax.scatter(row["gzip"] / 1024, 100 * acc, label=label, s=40,
+                       color=f"C{_ORDER.index(label)}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(plain)
         ax.set_xlabel("gzip'd .tflite, KiB (log)")
         ax.set_ylabel("top-1 %, int8 where int8")
         ax.set_title(r["case"])
