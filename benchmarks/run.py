@@ -340,11 +340,12 @@ def run_case(name: str, config: dict) -> dict:
             "gzip_ratio": float_bytes / tfl.gzip_size, "latency_ms": latency[label].median_ms,
             "conversion_s": seconds, "arena": result.arena_bytes, "sparsity": sparsity,
             "fully_integer": tfl.is_fully_integer}
-    distilled_times = {f"{k[len('distill_'):]}": v for k, v in ours_times.items()
+    distilled_times = {k[len("distill_"):]: v for k, v in ours_times.items()
                        if k.startswith("distill_")}
+    if distilled_times:
+        distilled_times["plain_step_s"] = ours_times["plain_step_s"]
     for label, times in (("keras-compress", ours_times), ("TFMOT", peer),
-                         (DISTILLED, distilled_times and {**distilled_times,
-                                                          "plain_step_s": ours_times["plain_step_s"]})):
+                         (DISTILLED, distilled_times)):
         if times and label in rows:
             rows[label].update(_step_ratios(times, prune_epochs, qat_epochs))
     for label in ("PTQ int8", "keras-compress", DISTILLED, "TFMOT"):
