@@ -166,6 +166,19 @@ TIMING_STEPS = 50
 TIMING_ROUNDS = 3
 
 
+def _compressing_model(name: str, case: dict, float_weights, input_shape, schedule,
+                       teacher=None):
+    """The case's model from the float weights, pruned on `schedule` and
+    QAT-wrapped, distilled from `teacher` if given: what the real fit and the
+    step timing both train."""
+    import keras_compress as kc
+
+    model = getattr(kc.models, name)(input_shape=input_shape)
+    model.set_weights(float_weights)
+    model = kc.quantize(kc.prune(model, schedule), **case.get("quantize", {}))
+    return model if teacher is None else kc.Distiller(teacher, model, **case["distill"])
+
+
 def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str, float]:
     """Seconds per step of plain fit and of keras-compress' prune phase
     (quantizers observing) and QAT phase (fake quantization on), and for a case
@@ -185,14 +198,14 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
         return model
 
     def compiled(compress, distill=False):
-        model = float_model()
         if compress:
             schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0,
                                           (TIMING_ROUNDS + 1) * TIMING_STEPS,
                                           frequency=max(1, steps // 4))
-            model = kc.quantize(kc.prune(model, schedule), **case.get("quantize", {}))
-        if distill:
-            model = kc.Distiller(float_model(), model, **case["distill"])
+            model = _compressing_model(name, case, float_weights, tuple(x.shape[1:]), schedule,
+                                       teacher=float_model() if distill else None)
+        else:
+            model = float_model()
         model.compile(keras.optimizers.Adam(case["tune_lr"]), loss, metrics=["accuracy"])
         return model
 
@@ -283,13 +296,10 @@ def run_case(name: str, config: dict) -> dict:
     def compress(teacher=None):
         """keras-compress' prune + QAT fit from the float weights (distilled
         from `teacher` if given), stripped and converted."""
-        ours = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
-        ours.set_weights(float_weights)
         schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
                                       frequency=max(1, steps // 4))
-        model = kc.quantize(kc.prune(ours, schedule), **case.get("quantize", {}))
-        if teacher is not None:
-            model = kc.Distiller(teacher, model, **case["distill"])
+        model = _compressing_model(name, case, float_weights, tuple(x.shape[1:]), schedule,
+                                   teacher)
         fit(model, prune_epochs + qat_epochs, setup["learning_rate"],
             [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
         stripped = kc.strip(model)
