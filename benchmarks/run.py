@@ -14,7 +14,8 @@ artifact is measured in this process with the same interpreters. Results go
 to docs/benchmarks.md (section `suite`, or `suite_full` for --full),
 docs/benchmarks.json and docs/suite.png (suite_full.png). A case run alone
 replaces only its own results there. Trained float baselines are cached
-(--cache_dir), so a rerun after a failure in a later stage skips them.
+(--cache_dir), so a rerun after a failure in a later stage skips them, and
+an interrupted float fit resumes from its per-epoch backup.
 """
 
 from __future__ import annotations
@@ -157,6 +158,32 @@ def _float_cache(config: dict, name: str, lengths: tuple, case: dict) -> Path | 
     return Path(config["cache_dir"]) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
+def _backup_dir(cached: Path) -> Path:
+    """Where the float fit whose weights go to `cached` keeps its backup."""
+    return cached.with_suffix(".backup")
+
+
+def train_float(model, data: dict, recipe: dict, epochs: int, steps_per_epoch: int,
+                backup_dir: Path | None = None, callbacks=()):
+    """Fit a case's float baseline: `data` from `training_data`, `recipe` its
+    `float` entry. With `backup_dir` the fit keeps a per-epoch backup there
+    (weights, optimizer state with the schedule's step, epoch), and a call
+    after an interruption resumes from it: a long baseline (ResNet-8 takes
+    hours on 2 cores) survives a stopped session. The backup is removed when
+    the fit completes. Returns the `History` of the epochs run by this call."""
+    import keras
+
+    model.compile(_float_optimizer(keras, recipe, epochs * steps_per_epoch, steps_per_epoch),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    callbacks = list(callbacks)
+    if backup_dir is not None:
+        if Path(backup_dir).exists():
+            print(f"   (resuming from the backup in {backup_dir})", flush=True)
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir)))
+    return model.fit(**data, epochs=epochs, verbose=2, callbacks=callbacks)
+
+
 # Training-step cost is measured apart from the real fits: one-epoch fits of
 # fresh copies on the first TIMING_STEPS batches (no augmentation), plain and
 # compressing models taking turns for TIMING_ROUNDS rounds after a warm-up
@@ -273,8 +300,8 @@ def run_case(name: str, config: dict) -> dict:
         with np.load(cached) as saved:
             base.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
     else:
-        fit(base, float_epochs, _float_optimizer(keras, case["float"], float_epochs * steps,
-                                                 steps))
+        train_float(base, data, case["float"], float_epochs, steps,
+                    backup_dir=_backup_dir(cached) if cached else None)
         if cached:
             buffer = io.BytesIO()
             np.savez(buffer, **{f"w{i}": w for i, w in enumerate(base.get_weights())})

@@ -136,6 +136,50 @@ def test_suite_float_schedule_warms_up_then_decays_to_zero():
     assert float(adam(0)) == pytest.approx(1e-3)
 
 
+def test_suite_float_fit_resumes_after_an_interruption(data_dir, tmp_path):
+    """A float baseline fit stopped after its second epoch resumes from the
+    backup on the next call: it runs only the remaining epoch, the optimizer
+    continues at the step it reached (so the schedule ends at zero, not
+    restarted), and the backup is gone once the fit completes."""
+    import keras
+    import numpy as np
+
+    import keras_compress as kc
+    from benchmarks import run
+
+    setup = {"model": "lenet_300_100", "dataset": "mnist", "data_dir": str(data_dir),
+             "seed": 0, "train_images": 512, "test_images": 64}
+    (x, y), _ = run.load_case_data(setup)
+    data = run.training_data(x, y, 64, False, 0)
+    recipe = {"optimizer": "sgd", "lr": 0.1, "warmup": 1}
+    backup = tmp_path / "lenet.backup"
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("session over")
+
+    class Begin(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+            self.step = int(self.model.optimizer.iterations)
+
+    keras.utils.set_random_seed(0)
+    model = kc.models.lenet_300_100()
+    with pytest.raises(KeyboardInterrupt):
+        run.train_float(model, data, recipe, 3, 8, backup_dir=backup, callbacks=[Stop()])
+    assert backup.exists()
+    stopped = [np.array(w) for w in model.get_weights()]
+
+    fresh, begin = kc.models.lenet_300_100(), Begin()
+    history = run.train_float(fresh, data, recipe, 3, 8, backup_dir=backup, callbacks=[begin])
+    assert history.epoch == [2]
+    assert begin.step == 2 * 8 and int(fresh.optimizer.iterations) == 3 * 8
+    assert all(np.array_equal(a, b) for a, b in zip(begin.weights, stopped))
+    assert float(fresh.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    assert not backup.exists()
+
+
 @pytest.mark.slow
 def test_suite_distilled_row_on_resnet8(data_dir):
     """The ResNet-8 case's extra row, prune + QAT distilled from the float
