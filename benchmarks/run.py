@@ -58,7 +58,7 @@ CASES = {
                    float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4,
                    quantize=dict(per_tensor_dense=True)),
     "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
-                    full=(50000, 10000, 100, 4, 2), sparsity=0.5, batch=128,
+                    full=(50000, 10000, 300, 4, 2), sparsity=0.5, batch=128,
                     float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
                     distill=dict(temperature=4.0, alpha=0.1)),
     "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
