@@ -385,6 +385,10 @@ def test_refusals_name_the_layer():
     qat = kc.quantize(keras.Sequential([keras.Input((4,)), L.Dense(2)]))
     with pytest.raises(ValueError, match="already quantized"):
         kc.quantize(qat)
+    conv_bn = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"),
+                                L.BatchNormalization(name="bn")])
+    with pytest.raises(ValueError, match="'bn' .*not folded \\(fold_batchnorm=False\\)"):
+        kc.quantize(conv_bn, fold_batchnorm=False)
 
     class Sub(keras.Model):
         def __init__(self):

@@ -368,7 +368,10 @@ class _Graph:
 
     def _reason(self, layer) -> str:
         kind = type(layer).__name__
-        if isinstance(layer, L.BatchNormalization):
+        if isinstance(layer, L.BatchNormalization) and not self.options.fold_batchnorm:
+            why = ("is not folded (fold_batchnorm=False) and has no int8 QAT rule of its "
+                   "own: keep the default fold_batchnorm=True")
+        elif isinstance(layer, L.BatchNormalization):
             why = ("does not directly follow a Conv/Dense layer (with a linear "
                    "activation and no other consumer) it could be folded into")
         elif isinstance(layer, CompressionWrapper) and isinstance(layer.base_layer, _SEPARABLE):
