@@ -198,11 +198,16 @@ def _compressing_model(name: str, case: dict, float_weights, input_shape, schedu
     """The case's model from the float weights, pruned on `schedule` and
     QAT-wrapped, distilled from `teacher` if given: what the real fit and the
     step timing both train."""
+    import keras
+
     import keras_compress as kc
 
     model = getattr(kc.models, name)(input_shape=input_shape)
     model.set_weights(float_weights)
-    model = kc.quantize(kc.prune(model, schedule), **case.get("quantize", {}))
+    # Depthwise kernels stay dense, as in TFMOT, whose prune registry lists no
+    # prunable weight for DepthwiseConv2D: the same layers pruned on both sides.
+    pruned = kc.prune(model, schedule, skip=keras.layers.DepthwiseConv2D)
+    model = kc.quantize(pruned, **case.get("quantize", {}))
     return model if teacher is None else kc.Distiller(teacher, model, **case["distill"])
 
 
@@ -408,7 +413,9 @@ def render(results: list[dict], config: dict) -> str:
              f"`python -m benchmarks.run --{run}`: for each case the Keras 3 float baseline, its "
              "post-training int8 conversion, TFMOT (tf_keras: prune_low_magnitude, then "
              "prune-preserving QAT, in a subprocess) and keras-compress (prune + QAT in one fit), "
-             "both starting from the baseline's weights, with the same data and epochs; where a "
+             "both starting from the baseline's weights, with the same data and epochs and the "
+             "same layers pruned (depthwise kernels stay dense: TFMOT's prune registry lists no "
+             "prunable weight for DepthwiseConv2D); where a "
              f"case says so, also `{DISTILLED}`: the same fit distilled from the float baseline "
              "(`kc.Distiller`, its teacher's forward pass counted in the step ratio). Every "
              "artifact is measured here with LiteRT (1 thread, XNNPACK; the artifacts of a case "

@@ -136,6 +136,34 @@ def test_suite_float_schedule_warms_up_then_decays_to_zero():
     assert float(adam(0)) == pytest.approx(1e-3)
 
 
+def test_suite_prunes_the_layers_tfmot_prunes(data_dir):
+    """Like for like with TFMOT, whose prune registry has no prunable weight
+    for DepthwiseConv2D: the suite's compressing DS-CNN leaves its depthwise
+    kernels dense and prunes the rest to the target (one real CIFAR-10 batch)."""
+    import keras
+    import numpy as np
+
+    import keras_compress as kc
+    from benchmarks import run
+
+    setup = {"model": "ds_cnn", "dataset": "cifar10", "data_dir": str(data_dir), "seed": 0,
+             "train_images": 64, "test_images": 8}
+    (x, y), _ = run.load_case_data(setup)
+    float_weights = kc.models.ds_cnn().get_weights()
+    model = run._compressing_model("ds_cnn", run.CASES["ds_cnn"], float_weights, (32, 32, 3),
+                                   kc.ConstantSparsity(0.5, 0))
+    model.compile(keras.optimizers.Adam(1e-4),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[kc.PruningCallback()])
+    report = kc.sparsity(model)  # the pruned layers, kernel * mask
+    layers = kc.models.ds_cnn().layers
+    depthwise = {lay.name for lay in layers if isinstance(lay, keras.layers.DepthwiseConv2D)}
+    kernels = {lay.name for lay in layers if isinstance(lay, (keras.layers.Conv2D,
+                                                             keras.layers.Dense))}
+    assert depthwise and set(report.layers) == kernels - depthwise
+    assert all(np.isclose(r.sparsity, 0.5, atol=0.01) for r in report)
+
+
 def test_suite_float_fit_resumes_after_an_interruption(data_dir, tmp_path):
     """A float baseline fit stopped after its second epoch resumes from the
     backup on the next call: it runs only the remaining epoch, the optimizer
