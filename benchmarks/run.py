@@ -284,15 +284,7 @@ def run_case(name: str, config: dict) -> dict:
     keras.utils.set_random_seed(config["seed"])
     batch = case["batch"]
     steps = -(-len(x) // batch)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
     data = training_data(x, y, batch, case["dataset"] == "cifar10", config["seed"])
-
-    def fit(model, epochs, optimizer, callbacks=()):
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            optimizer = keras.optimizers.Adam(optimizer)
-        model.compile(optimizer, loss, metrics=["accuracy"])
-        model.fit(**data, epochs=epochs, verbose=2, callbacks=list(callbacks))
 
     def accuracy(model):
         return float(np.mean(np.argmax(model.predict(xt, verbose=0), 1) == yt))
@@ -332,8 +324,11 @@ def run_case(name: str, config: dict) -> dict:
                                       frequency=max(1, steps // 4))
         model = _compressing_model(name, case, float_weights, tuple(x.shape[1:]), schedule,
                                    teacher)
-        fit(model, prune_epochs + qat_epochs, setup["learning_rate"],
-            [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
+        model.compile(keras.optimizers.Adam(setup["learning_rate"]),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        model.fit(**data, epochs=prune_epochs + qat_epochs, verbose=2,
+                  callbacks=[kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
         stripped = kc.strip(model)
         return (*convert(stripped, mode="int8", io_dtype="int8"), accuracy(stripped),
                 kc.sparsity(stripped).overall)
