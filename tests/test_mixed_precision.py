@@ -78,7 +78,14 @@ def test_int4_conv_and_dense_run_in_micro_within_one_step(digits_split, tmp_path
     reference = tflite_export.predict(tfl, xt, "litert-reference")
     step = tfl.outputs[0].scale[0]
     assert np.max(np.abs(micro - reference)) <= step * 1.001
-    assert np.mean(np.argmax(micro, 1) == np.argmax(reference, 1)) >= 0.995
+    # So the top class can only change where the reference's two best logits
+    # are within two steps (measured over seeds: 0 to 4 of 359 images, all at
+    # a gap of 0 or 1 step).
+    ranked = np.sort(reference, 1)
+    gap = (ranked[:, -1] - ranked[:, -2]) / step
+    differs = np.argmax(micro, 1) != np.argmax(reference, 1)
+    assert np.all(gap[differs] <= 2.001), gap[differs]
+    assert np.mean(differs) <= 0.02
     # Saved and reloaded, the stripped model computes the same and stays INT4.
     plain.save(tmp_path / "int4.keras")
     reloaded = keras.models.load_model(tmp_path / "int4.keras")

@@ -59,13 +59,40 @@ def fake_quant_weight(w, channel_axes: Sequence[int], bits: int = 8):
 
     `channel_axes` are the kernel axes that index output channels (empty for
     per-tensor). The scale is not differentiated: it follows the weights.
+
+    One fused fake-quant op over the range `[-max|w_c|, max|w_c|]`, narrow
+    (TensorFlow's `FakeQuantWithMinMaxVars(PerChannel)`, whose grid for that
+    range is `scale * [-levels, levels]` with `scale = max|w_c| / levels`): a
+    single pass over the kernel instead of the eight of the spelled-out
+    divide-round-clip-rescale, and no op at all in the backward pass. It rounds
+    halves up where `quantize_weight_np` rounds them to even, so the two can
+    differ by one level on a weight exactly halfway between two levels.
     """
-    levels = weight_levels(bits)
-    axes = _reduce_axes(len(w.shape), channel_axes)
-    absmax = keras.ops.max(keras.ops.abs(w), axis=axes, keepdims=True)
-    scale = keras.ops.stop_gradient(keras.ops.maximum(absmax, _TINY) / levels)
-    q = keras.ops.clip(keras.ops.round(w / scale), -levels, levels) * scale
-    return w + keras.ops.stop_gradient(q - w)
+    weight_levels(bits)  # validates
+    w = keras.ops.convert_to_tensor(w)
+    ndim = len(w.shape)
+    channels = sorted({a % ndim for a in channel_axes})
+    perm = [a for a in range(ndim) if a not in channels] + channels
+    moved = w if perm == list(range(ndim)) else keras.ops.transpose(w, perm)
+    n = int(np.prod([w.shape[a] for a in channels], dtype=np.int64))
+    flat = keras.ops.reshape(moved, (-1, n))
+    reduce_axis = 0 if channels else None
+    absmax = keras.ops.maximum(keras.ops.max(flat, axis=reduce_axis),
+                               -keras.ops.min(flat, axis=reduce_axis))
+    hi = keras.ops.stop_gradient(keras.ops.maximum(absmax, _TINY))
+
+    @keras.ops.custom_gradient
+    def straight_through(x):
+        def grad(*args, upstream=None):
+            return args[0] if upstream is None else upstream
+
+        q = keras.quantizers.fake_quant_with_min_max_vars(
+            x, -hi, hi, num_bits=bits, narrow_range=True,
+            axis=-1 if channels else None)
+        return q, grad
+
+    q = keras.ops.reshape(straight_through(flat), moved.shape)
+    return q if moved is w else keras.ops.transpose(q, np.argsort(perm).tolist())
 
 
 def weight_scales_np(w: np.ndarray, channel_axes: Sequence[int], bits: int = 8) -> np.ndarray:
