@@ -29,6 +29,19 @@ def test_magnitude_keeps_exact_count_of_largest(w, sparsity):
         assert np.abs(w)[mask == 1].min() >= np.abs(w)[mask == 0].max()
 
 
+@settings(max_examples=50)
+@given(w=hnp.arrays(np.float32, st.integers(1, 300), elements=st.sampled_from([0.0, -0.5, 0.25, 1.0, -2.0]) | finite),
+       sparsity=st.floats(0.0, 0.99))
+def test_magnitude_matches_a_stable_sort_on_ties_and_zeros(w, sparsity):
+    # Gradual pruning leaves many exact zeros and equal magnitudes: the mask is
+    # still the n largest |w|, earlier positions first among equals.
+    n_keep = max(1, min(w.size, round(w.size * (1 - sparsity))))
+    order = np.lexsort((np.arange(w.size), -np.abs(w)))
+    expected = np.zeros(w.size, np.float32)
+    expected[order[:n_keep]] = 1.0
+    np.testing.assert_array_equal(masks.magnitude(w, sparsity), expected)
+
+
 @given(w=arrays(), s1=st.floats(0.0, 0.95), s2=st.floats(0.0, 0.95))
 def test_magnitude_is_monotone_on_masked_weights(w, s1, s2):
     lo, hi = sorted((s1, s2))
