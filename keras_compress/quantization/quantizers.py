@@ -64,15 +64,16 @@ def fake_quant_weight(w, channel_axes: Sequence[int], bits: int = 8):
     (TensorFlow's `FakeQuantWithMinMaxVars(PerChannel)`, whose grid for that
     range is `scale * [-levels, levels]` with `scale = max|w_c| / levels`): a
     single pass over the kernel instead of the eight of the spelled-out
-    divide-round-clip-rescale, and no op at all in the backward pass. It rounds
+    divide-round-clip-rescale (the gradient passes straight through). It rounds
     halves up where `quantize_weight_np` rounds them to even, so the two can
     differ by one level on a weight exactly halfway between two levels.
     """
     weight_levels(bits)  # validates
     w = keras.ops.convert_to_tensor(w)
     ndim = len(w.shape)
-    channels = sorted({a % ndim for a in channel_axes})
-    perm = [a for a in range(ndim) if a not in channels] + channels
+    reduced = _reduce_axes(ndim, channel_axes)
+    channels = [a for a in range(ndim) if a not in reduced]
+    perm = [*reduced, *channels]
     moved = w if perm == list(range(ndim)) else keras.ops.transpose(w, perm)
     n = int(np.prod([w.shape[a] for a in channels], dtype=np.int64))
     flat = keras.ops.reshape(moved, (-1, n))
