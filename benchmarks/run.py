@@ -163,6 +163,15 @@ def _backup_dir(cached: Path) -> Path:
     return cached.with_suffix(".backup")
 
 
+def _compile(model, optimizer):
+    """Compile `model` with the suite's loss (integer labels, logits) and metric."""
+    import keras
+
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
 def train_float(model, data: dict, recipe: dict, epochs: int, steps_per_epoch: int,
                 backup_dir: Path | None = None, callbacks=()):
     """Fit a case's float baseline: `data` from `training_data`, `recipe` its
@@ -173,9 +182,7 @@ def train_float(model, data: dict, recipe: dict, epochs: int, steps_per_epoch: i
     the fit completes. Returns the `History` of the epochs run by this call."""
     import keras
 
-    model.compile(_float_optimizer(keras, recipe, epochs * steps_per_epoch, steps_per_epoch),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    _compile(model, _float_optimizer(keras, recipe, epochs * steps_per_epoch, steps_per_epoch))
     callbacks = list(callbacks)
     if backup_dir is not None:
         if Path(backup_dir).exists():
@@ -226,7 +233,6 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
     from benchmarks._timing import fit_step_times
 
     n = min(len(x), case["batch"] * TIMING_STEPS)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def float_model():
         model = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
@@ -242,8 +248,7 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
                                        teacher=float_model() if distill else None)
         else:
             model = float_model()
-        model.compile(keras.optimizers.Adam(case["tune_lr"]), loss, metrics=["accuracy"])
-        return model
+        return _compile(model, keras.optimizers.Adam(case["tune_lr"]))
 
     # One-epoch fits all start at epoch 0: start_epoch=1 keeps QAT off.
     runs = {"plain": (compiled(False), []),
@@ -328,9 +333,7 @@ def run_case(name: str, config: dict) -> dict:
                                       frequency=max(1, steps // 4))
         model = _compressing_model(name, case, float_weights, tuple(x.shape[1:]), schedule,
                                    teacher)
-        model.compile(keras.optimizers.Adam(setup["learning_rate"]),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        _compile(model, keras.optimizers.Adam(setup["learning_rate"]))
         model.fit(**data, epochs=prune_epochs + qat_epochs, verbose=2,
                   callbacks=[kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
         stripped = kc.strip(model)
