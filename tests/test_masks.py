@@ -112,3 +112,32 @@ def test_global_channel_ranks_by_rms_across_layers():
     small = np.ones((16, 4), np.float32) * np.array([0.1, 0.2, 9, 9], np.float32)
     m1, m2 = masks.global_channel([big, small], 0.25, [(-1,), (-1,)])
     assert m1.all() and (m2[:, :2] == 0).all() and (m2[:, 2:] == 1).all()
+
+
+@settings(max_examples=200)
+@given(w=hnp.arrays(np.float32, st.integers(64, 400), elements=st.sampled_from([0.0, 0.25, 0.5, 1.0]) | finite),
+       where=st.floats(0.0, 1.0), sample=st.sampled_from([2, 4, 8]))
+def test_value_at_rank_is_exact_whatever_the_sample(w, where, sample):
+    # Large kernels are ranked through a sampled bracket (here forced onto small
+    # arrays with a tiny sample, so brackets often miss): the answer is still
+    # exactly the sorted entry, including on runs of ties and zeros.
+    rank = min(w.size - 1, int(where * w.size))
+    assert masks._value_at_rank(w, rank, sample=sample) == np.sort(w)[rank]
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("levels", [None, 20])
+def test_magnitude_matches_a_stable_sort_on_kernel_sized_weights(zeros, levels):
+    # The sampled path (784x300, the LeNet-300-100 fc1 kernel), with the zeros
+    # gradual pruning leaves and, for `levels`, the ties of quantized weights.
+    rng = np.random.default_rng(int(10 * zeros) + (levels or 0))
+    w = rng.normal(size=(784, 300)).astype(np.float32)
+    if levels:
+        w = np.round(w * levels) / levels
+    w[rng.random(w.shape) < zeros] = 0.0
+    order = np.lexsort((np.arange(w.size), -np.abs(w).reshape(-1)))
+    for sparsity in (zeros / 2, zeros, (1 + zeros) / 2, 0.99):
+        n_keep = max(1, round(w.size * (1 - sparsity)))
+        expected = np.zeros(w.size, np.float32)
+        expected[order[:n_keep]] = 1.0
+        np.testing.assert_array_equal(masks.magnitude(w, sparsity).reshape(-1), expected)
