@@ -51,6 +51,7 @@ from keras_compress.schedules import (  # noqa: E402
 )
 from keras_compress.recipe import recipe  # noqa: E402
 from keras_compress.strip import strip  # noqa: E402
+from keras_compress.batchnorm import recalibrate_batchnorm  # noqa: E402
 
 # TFMOT names, so `tfmot.sparsity.keras.X` becomes `keras_compress.X`.
 prune_low_magnitude = prune
@@ -67,6 +68,7 @@ __all__ = [
     "quantize",
     "quantize_model",
     "recipe",
+    "recalibrate_batchnorm",
     "ClusterWrapper",
     "ConstantSparsity",
     "DistillationCallback",
