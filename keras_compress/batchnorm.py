@@ -60,9 +60,10 @@ def recalibrate_batchnorm(
             `cluster`, or after `factorize`). For a `Distiller`, pass its
             `student`.
         data: the inputs: an array (or tensor), split into `batch_size`
-            batches, or a `tf.data.Dataset` / iterable of batches, each either
-            the inputs or an `(inputs, targets[, weights])` tuple. Training
-            data without augmentation is the usual choice.
+            batches, or a `tf.data.Dataset`, `keras.utils.PyDataset` or other
+            iterable of batches, each either the inputs or an
+            `(inputs, targets[, weights])` tuple. Training data without
+            augmentation is the usual choice.
         steps: use at most this many batches (default: all of `data`).
         batch_size: batch size for array `data`; statistics are per batch, so
             keep it close to the training batch size.

@@ -106,7 +106,7 @@ def test_only_the_statistics_change_even_in_a_frozen_qat_model(trained, mnist_sp
     assert model.get_layer("drop").rate == 0.3  # switched off while it ran, and back
 
 
-def test_accepts_a_dataset_of_pairs_and_stops_after_steps(trained, mnist_split):
+def test_accepts_datasets_of_pairs_and_stops_after_steps(trained, mnist_split):
     import tensorflow as tf
 
     (x, y), _ = mnist_split
@@ -116,10 +116,21 @@ def test_accepts_a_dataset_of_pairs_and_stops_after_steps(trained, mnist_split):
     from_dataset = _model(trained)
     data = tf.data.Dataset.from_tensor_slices((x, y[:256])).batch(32)
     kc.recalibrate_batchnorm(from_dataset, data, steps=4, verbose=False)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return x[32 * i: 32 * (i + 1)], y[32 * i: 32 * (i + 1)]
+
+    from_pydataset = _model(trained)
+    kc.recalibrate_batchnorm(from_pydataset, Batches(), verbose=False)
     for name in ("bn1", "bn2"):
-        np.testing.assert_allclose(from_dataset.get_layer(name).moving_mean.numpy(),
-                                   from_array.get_layer(name).moving_mean.numpy(), rtol=1e-5,
-                                   atol=1e-6)
+        for other in (from_dataset, from_pydataset):
+            np.testing.assert_allclose(other.get_layer(name).moving_mean.numpy(),
+                                       from_array.get_layer(name).moving_mean.numpy(),
+                                       rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("data, kwargs, match", [
