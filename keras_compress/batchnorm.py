@@ -38,6 +38,7 @@ import numpy as np
 
 from keras_compress import model_walk
 from keras_compress.quantization.wrapper import QuantizeWrapper
+from keras_compress.schedules import _check_int
 
 __all__ = ["recalibrate_batchnorm"]
 
@@ -89,12 +90,9 @@ def recalibrate_batchnorm(
         raise ValueError(
             "recalibrate_batchnorm: received a Distiller, which also holds the teacher; "
             "pass the model you deploy, `distiller.student`.")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"recalibrate_batchnorm: `steps` must be a positive integer or None; "
-                         f"received {steps!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"recalibrate_batchnorm: `batch_size` must be a positive integer; "
-                         f"received {batch_size!r}.")
+    if steps is not None:
+        _check_int("steps", steps, 1)
+    _check_int("batch_size", batch_size, 1)
     if not model.built:
         raise ValueError(f"recalibrate_batchnorm: model '{model.name}' is not built; call it "
                          "on a batch or build it first.")
@@ -129,10 +127,10 @@ def recalibrate_batchnorm(
         # With momentum 0 each call leaves the batch's statistics in the moving
         # variables; they are summed here, weighted by the batch's size.
         forward = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
-        total = _count(data, batch_size)
+        batches = _count(data, batch_size)
         if steps is not None:
-            total = steps if total is None else min(steps, total)
-        bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
+            batches = steps if batches is None else min(steps, batches)
+        bar = keras.utils.Progbar(batches, unit_name="batch") if verbose else None
         for step, x in enumerate(_batches(data, batch_size)):
             if steps is not None and step >= steps:
                 break
