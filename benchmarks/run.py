@@ -15,7 +15,10 @@ to docs/benchmarks.md (section `suite`, or `suite_full` for --full),
 docs/benchmarks.json and docs/suite.png (suite_full.png). A case run alone
 replaces only its own results there. Trained float baselines are cached
 (--cache_dir), so a rerun after a failure in a later stage skips them, and
-an interrupted float fit resumes from its per-epoch backup.
+an interrupted float fit resumes from its per-epoch backup. Baselines too
+long for one machine's lifetime (ResNet-8: about four hours) travel in the
+repository: `--publish_baselines` copies the cached weights or backup into
+benchmarks/baselines/, and a run on a new machine starts from there.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from benchmarks import _baselines  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "suite"
@@ -90,6 +94,13 @@ def _define_flags() -> None:
     flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
                         "Where trained float baselines are kept, keyed by case, run lengths, "
                         "seed, recipe and model source; '' to always retrain.")
+    flags.DEFINE_string("baselines_dir", str(REPO / "benchmarks" / "baselines"),
+                        "Trained float baselines (or unfinished fits' backups) kept under "
+                        "version control: copied into --cache_dir when it has nothing as far "
+                        "along; '' to ignore them.")
+    flags.DEFINE_bool("publish_baselines", False,
+                      "Copy the cached float baselines of --cases (their backups, for fits "
+                      "still running) into --baselines_dir, then exit without running.")
 
 
 def load_case_data(config: dict):
@@ -158,11 +169,6 @@ def _float_cache(config: dict, name: str, lengths: tuple, case: dict) -> Path | 
     key = json.dumps([name, lengths, config["seed"], case["float"], case["batch"],
                       case["dataset"], hashlib.sha256(source).hexdigest()])
     return Path(config["cache_dir"]) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-
-
-def _backup_dir(cached: Path) -> Path:
-    """Where the float fit whose weights go to `cached` keeps its backup."""
-    return cached.with_suffix(".backup")
 
 
 def _compile(model, optimizer):
@@ -303,13 +309,17 @@ def run_case(name: str, config: dict) -> dict:
     print(f"\n== {name}: float baseline, {float_epochs} epochs on {len(x):,} images", flush=True)
     base = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
     cached = _float_cache(config, name, (images, float_epochs), case)
+    if cached and config.get("baselines_dir"):
+        seeded = _baselines.seed(cached, Path(config["baselines_dir"]))
+        if seeded:
+            print(f"   (copied the committed {seeded})", flush=True)
     if cached and cached.exists():
         print(f"   (trained weights from {cached})", flush=True)
         with np.load(cached) as saved:
             base.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
     else:
         train_float(base, data, case["float"], float_epochs, steps,
-                    backup_dir=_backup_dir(cached) if cached else None)
+                    backup_dir=_baselines.backup_dir(cached) if cached else None)
         if cached:
             buffer = io.BytesIO()
             np.savez(buffer, **{f"w{i}": w for i, w in enumerate(base.get_weights())})
@@ -598,7 +608,16 @@ def main(argv) -> None:
         raise app.UsageError(f"Unknown cases {sorted(unknown)}; known: {list(CASES)}.")
     config = {"full": FLAGS.full, "data_dir": FLAGS.data_dir, "tfmot": FLAGS.tfmot,
               "latency_runs": FLAGS.latency_runs, "seed": FLAGS.seed,
-              "cache_dir": FLAGS.cache_dir}
+              "cache_dir": FLAGS.cache_dir, "baselines_dir": FLAGS.baselines_dir}
+    if FLAGS.publish_baselines:
+        if not (FLAGS.cache_dir and FLAGS.baselines_dir):
+            raise app.UsageError("--publish_baselines needs --cache_dir and --baselines_dir.")
+        for name in FLAGS.cases:
+            case = CASES[name]
+            images, _, epochs = case["full" if FLAGS.full else "quick"][:3]
+            cached = _float_cache(config, name, (images, epochs), case)
+            print(f"{name}: {_baselines.publish(cached, Path(FLAGS.baselines_dir))}")
+        return
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     config["docs_dir"] = docs
     key = f"{KEY}_full" if FLAGS.full else KEY
@@ -613,7 +632,7 @@ def main(argv) -> None:
     markdown = render(results, config)
     print(markdown)
     data = {"config": {k: v for k, v in config.items()
-                       if k not in ("data_dir", "cache_dir", "docs_dir")},
+                       if k not in ("data_dir", "cache_dir", "baselines_dir", "docs_dir")},
             "results": results, **_report.environment()}
     _report.update(key, markdown, data, docs=docs)
     plot(results, docs / f"{key}.png")

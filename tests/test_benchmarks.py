@@ -208,6 +208,59 @@ def test_suite_float_fit_resumes_after_an_interruption(data_dir, tmp_path):
     assert not backup.exists()
 
 
+def test_suite_float_baseline_moves_between_machines(data_dir, tmp_path):
+    """An interrupted float fit published to the committed store resumes on a
+    machine with an empty cache: seeding copies the backup (all or nothing,
+    not over a cache that is further along), the fit runs only its remaining
+    epoch, and the finished weights then replace the backup in the store."""
+    import keras
+    import numpy as np
+
+    import keras_compress as kc
+    from benchmarks import _baselines, run
+
+    setup = {"model": "lenet_300_100", "dataset": "mnist", "data_dir": str(data_dir),
+             "seed": 0, "train_images": 256, "test_images": 64}
+    (x, y), _ = run.load_case_data(setup)
+    data = run.training_data(x, y, 64, False, 0)
+    recipe = {"optimizer": "adam", "lr": 1e-3}
+    store, cached = tmp_path / "store", tmp_path / "old" / "lenet-abc.npz"
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("session over")
+
+    with pytest.raises(FileNotFoundError, match="Nothing to publish"):
+        _baselines.publish(cached, store)
+    keras.utils.set_random_seed(0)
+    model = kc.models.lenet_300_100()
+    with pytest.raises(KeyboardInterrupt):
+        run.train_float(model, data, recipe, 3, 4, backup_dir=_baselines.backup_dir(cached),
+                        callbacks=[Stop()])
+    stopped = [np.array(w) for w in model.get_weights()]
+    assert "after epoch 2" in _baselines.publish(cached, store)
+    assert sorted(p.name for p in store.rglob("*")) == [
+        "latest.weights.h5", "lenet-abc.backup", "training_metadata.json"]
+
+    new = tmp_path / "new" / "lenet-abc.npz"  # the next machine's cache
+    assert "after epoch 2" in _baselines.seed(new, store)
+    assert _baselines.seed(new, store) is None  # not as far along as the cache now
+    fresh, begin = kc.models.lenet_300_100(), []
+    history = run.train_float(fresh, data, recipe, 3, 4, backup_dir=_baselines.backup_dir(new),
+                              callbacks=[keras.callbacks.LambdaCallback(
+                                  on_train_begin=lambda logs: begin.extend(fresh.get_weights()))])
+    assert history.epoch == [2] and int(fresh.optimizer.iterations) == 3 * 4
+    assert all(np.array_equal(a, b) for a, b in zip(begin, stopped))
+
+    np.savez(new, w0=fresh.get_weights()[0])
+    assert "trained weights" in _baselines.publish(new, store)
+    assert sorted(p.name for p in store.iterdir()) == ["lenet-abc.npz"]
+    last = tmp_path / "last" / "lenet-abc.npz"
+    assert "trained weights" in _baselines.seed(last, store)
+    assert last.read_bytes() == new.read_bytes() and _baselines.seed(last, store) is None
+
+
 @pytest.mark.slow
 def test_suite_distilled_row_on_resnet8(data_dir):
     """The ResNet-8 case's extra row, prune + QAT distilled from the float
