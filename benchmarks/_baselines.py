@@ -11,7 +11,9 @@ unfinished fit's backup, from one machine to the next:
 - `publish(cached, store)` copies the cache's entry for `cached` into the store
   (the weights when the fit has finished, else its backup);
 - `seed(cached, store)` copies the store's entry into the cache when the cache
-  has nothing as far along, so the suite loads the weights or resumes the fit.
+  has nothing as far along, so the suite loads the weights or resumes the fit;
+- `finish(cached, store)`, once that fit completes, replaces the store's
+  backup with the weights, so the store never offers a stale backup.
 
 The key in each name covers the model source, the recipe, the run lengths and
 the seed, so an entry is never used for a model or recipe it was not trained
@@ -137,3 +139,12 @@ def seed(cached: Path, store: Path) -> str | None:
         _replace_dir(stored_backup, backup)
         return f"backup after epoch {backup_epoch(backup)} from {stored_backup}"
     return None
+
+
+def finish(cached: Path, store: Path) -> str | None:
+    """After the fit that writes `cached` has completed: if the store holds a
+    backup of that fit, publish the weights in its place (the working tree
+    then holds the change to commit). Returns what was copied, or None."""
+    if not backup_dir(store / cached.name).is_dir():
+        return None
+    return publish(cached, store)

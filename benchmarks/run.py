@@ -325,6 +325,11 @@ def run_case(name: str, config: dict) -> dict:
             np.savez(buffer, **{f"w{i}": w for i, w in enumerate(base.get_weights())})
             cached.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cached, buffer.getvalue())
+            if config.get("baselines_dir"):
+                finished = _baselines.finish(cached, Path(config["baselines_dir"]))
+                if finished:
+                    print(f"   (the committed backup is replaced by the {finished}: "
+                          "commit it)", flush=True)
     float_weights = base.get_weights()
     float_bytes = 4 * sum(int(np.prod(w.shape)) for w in float_weights)
 

@@ -254,7 +254,8 @@ def test_suite_float_baseline_moves_between_machines(data_dir, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(begin, stopped))
 
     np.savez(new, w0=fresh.get_weights()[0])
-    assert "trained weights" in _baselines.publish(new, store)
+    assert _baselines.finish(new, tmp_path / "elsewhere") is None  # no backup there to replace
+    assert "trained weights" in _baselines.finish(new, store)
     assert sorted(p.name for p in store.iterdir()) == ["lenet-abc.npz"]
     last = tmp_path / "last" / "lenet-abc.npz"
     assert "trained weights" in _baselines.seed(last, store)
