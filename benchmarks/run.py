@@ -159,6 +159,12 @@ def _float_optimizer(keras, recipe: dict, total_steps: int, steps_per_epoch: int
     return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
 
 
+def _run_lengths(config: dict, case: dict) -> tuple:
+    """(train images, test images, float, prune and QAT epochs) of this run of
+    `case`: the config's explicit `sizes` (tests), else --full's or --quick's."""
+    return config.get("sizes") or case["full" if config["full"] else "quick"]
+
+
 def _float_cache(config: dict, name: str, lengths: tuple, case: dict) -> Path | None:
     """Where this case's trained float weights are kept, or None (no cache).
     The key covers everything the weights depend on, including the source of
@@ -289,8 +295,7 @@ def run_case(name: str, config: dict) -> dict:
     from tflite_export.model import write_atomic
 
     case = CASES[name]
-    images, tests, float_epochs, prune_epochs, qat_epochs = config.get("sizes") or case[
-        "full" if config["full"] else "quick"]
+    images, tests, float_epochs, prune_epochs, qat_epochs = _run_lengths(config, case)
     setup = {"model": name, "dataset": case["dataset"], "data_dir": config["data_dir"],
              "seed": config["seed"], "train_images": images, "test_images": tests,
              "batch_size": case["batch"], "learning_rate": case["tune_lr"],
@@ -619,7 +624,7 @@ def main(argv) -> None:
             raise app.UsageError("--publish_baselines needs --cache_dir and --baselines_dir.")
         for name in FLAGS.cases:
             case = CASES[name]
-            images, _, epochs = case["full" if FLAGS.full else "quick"][:3]
+            images, _, epochs, *_ = _run_lengths(config, case)
             cached = _float_cache(config, name, (images, epochs), case)
             print(f"{name}: {_baselines.publish(cached, Path(FLAGS.baselines_dir))}")
         return
