@@ -51,9 +51,11 @@ REPO = Path(__file__).resolve().parents[1]
 # per tensor, as TFMOT does, which shrinks the flatbuffer and arena. A case
 # with `distill` also runs keras-compress' prune + QAT fit distilled from the
 # float baseline (`kc.Distiller` arguments), which TFMOT cannot do: a row of
-# its own, next to the like-for-like one. ResNet-8 (78k weights, half pruned)
-# fine-tunes 8 + 4 epochs: from the 100-epoch float baseline (84.53 %), 4 + 2
-# left keras-compress at 82.75 % int8 and 8 + 4 at 83.78 % (stripped, Keras).
+# its own, next to the like-for-like one. ResNet-8 (78k weights) fine-tunes
+# 8 + 4 epochs from its 300-epoch float baseline (85.51 %, PTQ int8 85.06 %).
+# Half pruned, every pruned model missed MLPerf Tiny's 85 % int8 (ours 83.84 %,
+# distilled 84.69 %, TFMOT 84.17 %), so it prunes 30 %, which brings 85 % within
+# reach (ours 84.40 %, distilled 84.75 %, TFMOT 85.06 %; runs of 2026-11-25).
 CASES = {
     "lenet_300_100": dict(dataset="mnist", quick=(8000, 2000, 3, 1, 1),
                           full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
@@ -64,7 +66,7 @@ CASES = {
                    float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4,
                    quantize=dict(per_tensor_dense=True)),
     "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
-                    full=(50000, 10000, 300, 8, 4), sparsity=0.5, batch=128,
+                    full=(50000, 10000, 300, 8, 4), sparsity=0.3, batch=128,
                     float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
                     distill=dict(temperature=4.0, alpha=0.1)),
     "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),

@@ -276,7 +276,7 @@ def test_suite_distilled_row_on_resnet8(data_dir):
     assert list(rows) == ["float32", "PTQ int8", "keras-compress", run.DISTILLED]
     row = rows[run.DISTILLED]
     assert row["fully_integer"] and row["litert"] is not None and row["micro"] is not None
-    assert row["sparsity"] > 0.4 and row["arena"] > 0
+    assert row["sparsity"] > run.CASES["resnet8"]["sparsity"] - 0.1 and row["arena"] > 0
     for column in ("step_ratio", "prune_step_ratio", "qat_step_ratio"):
         assert row[column] > 0 and row[column] != rows["keras-compress"][column]
     markdown = run.render([result], config)
