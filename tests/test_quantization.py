@@ -341,6 +341,31 @@ def test_strip_before_training_names_the_quantizer():
         kc.strip(qat)
 
 
+def test_wrapped_before_training_evaluates_like_the_float_model(digits_split):
+    """Until a quantizer has seen a training batch it has no range, and
+    inference passes activations through (not all to zero): wrapping a trained
+    model and evaluating it first gives the float accuracy, less only the int8
+    weight grid. The first training batch switches activation quantization on."""
+    (x, y), (xt, yt) = digits_split
+    model = compile_classifier(keras.Sequential([
+        keras.Input((8, 8, 1)), L.Conv2D(8, 3, use_bias=False), L.BatchNormalization(),
+        L.ReLU(), L.Flatten(), L.Dense(10)]))
+    model.fit(x, y, epochs=8, verbose=0)
+    float_acc = model.evaluate(xt, yt, verbose=0)[1]
+    assert float_acc > 0.9
+    qat = compile_classifier(kc.quantize(model))
+    assert abs(qat.evaluate(xt, yt, verbose=0)[1] - float_acc) <= 0.01
+    quantizers = [layer for layer in qat.layers if isinstance(layer, kc.ActivationQuantizer)]
+    assert quantizers and all(float(q.observed.numpy()) == 0.0 for q in quantizers)
+    # One training call observes the ranges; inference then lands on their grids.
+    qat(xt[:64], training=True)
+    acts = keras.Model(qat.inputs, quantizers[-1].output)(xt, training=False).numpy()
+    lo, hi = quantizers[-1].range
+    steps = acts / ((hi - lo) / 255.0)  # the grid holds zero exactly
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+    assert len(np.unique(acts)) <= 256
+
+
 def test_unquantizable_layers_are_all_listed_and_skip_keeps_them_float(calibration):
     inputs = keras.Input((8, 8, 1))
     h = L.Reshape((64,))(inputs)

@@ -58,9 +58,23 @@ class ActivationQuantizer(keras.layers.Layer):
         momentum: weight of the old range in the moving average, in [0, 1).
 
     State (saved with the model): `min_value`, `max_value`, `observed` (1 once a
-    training batch was seen), `enabled` (0 before QAT starts: the range is
-    observed but the tensor passes through unchanged) and `frozen` (1 stops
-    range updates).
+    training batch was seen; until then inference passes the tensor through,
+    as there is no range to quantize to), `enabled` (0 before QAT starts: the
+    range is observed but the tensor passes through unchanged) and `frozen` (1
+    stops range updates).
+
+    Example:
+
+    ```python
+    import keras
+    import keras_compress as kc
+
+    q = kc.ActivationQuantizer(bits=8)
+    x = keras.ops.convert_to_tensor([[-1.0, 0.3, 2.0]])
+    assert bool(keras.ops.all(q(x) == x))  # nothing observed yet: pass-through
+    q(x, training=True)                     # observes the range and quantizes
+    q.range                                 # (-1.0, 2.0)
+    ```
     """
 
     def __init__(self, bits: int = 8, momentum: float = 0.99, **kwargs: Any):
@@ -103,13 +117,17 @@ class ActivationQuantizer(keras.layers.Layer):
             self.min_value.assign(lo)
             self.max_value.assign(hi)
             self.observed.assign(1.0)
+            active = self.enabled
         else:
             lo, hi = self.min_value, self.max_value
+            # Never observed: there is no range yet, and (0, 0) would quantize
+            # every activation to zero; a freshly wrapped model evaluates float.
+            active = self.enabled * self.observed
         lo, hi = _valid_range(lo, hi)
         # A branch on the switch, not a blend: the blend x + e * (q - x) costs
         # four more passes over the tensor (forward and backward) every step.
         out = keras.ops.cond(
-            self.enabled > 0.5,
+            active > 0.5,
             lambda: quantizers.fake_quant_activation(x, lo, hi, self.bits),
             lambda: x,
         )
