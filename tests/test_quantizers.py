@@ -69,3 +69,28 @@ def test_activation_fake_quant_stays_in_range_and_keeps_zero(x, lo, hi):
     zero = keras.ops.convert_to_numpy(quantizers.fake_quant_activation(np.zeros(3, "float32"),
                                                                         lo, hi, 8))
     np.testing.assert_array_equal(zero, 0.0)   # 0 is always exactly representable
+
+
+def test_activation_range_is_first_batch_then_moving_average_then_frozen(digits_split):
+    """The tracked range, inside a compiled training step, against a NumPy
+    reference: the first batch's (min, max) widened to contain 0, then the
+    moving average with `momentum`, and no change once frozen."""
+    import tensorflow as tf
+
+    import keras_compress as kc
+
+    (x, _), _ = digits_split
+    acts = (x.reshape(len(x), -1) - 0.3) * 4.0   # real images, both signs
+    q = kc.ActivationQuantizer(bits=8, momentum=0.9)
+    step = tf.function(lambda b: q(b, training=True))
+    ref = None
+    for i in range(5):
+        batch = acts[i * 64:(i + 1) * 64]
+        lo, hi = min(batch.min(), 0.0), max(batch.max(), 0.0)
+        ref = (lo, hi) if ref is None else tuple(0.9 * r + 0.1 * b for r, b in zip(ref, (lo, hi)))
+        step(batch)
+        np.testing.assert_allclose(q.range, ref, rtol=1e-5)
+    q.frozen.assign(1.0)
+    step(acts[-64:] * 10.0)
+    np.testing.assert_allclose(q.range, ref, rtol=1e-5)
+    assert float(q.observed.numpy()) == 1.0

@@ -102,18 +102,16 @@ class ActivationQuantizer(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = keras.ops.cast(inputs, "float32")
         if training:
+            # Range update as one blend per bound, var + c * (batch - var), with
+            # c shared: 1 on the first batch (take it), 1 - momentum after it
+            # (moving average), 0 once frozen. Few scalar ops, since on small
+            # models the per-op cost of observing shows in the step time.
+            observed = self.observed
+            c = (1.0 - self.frozen * observed) * (1.0 - self.momentum * observed)
             batch_lo = keras.ops.minimum(keras.ops.min(x), 0.0)
             batch_hi = keras.ops.maximum(keras.ops.max(x), 0.0)
-            m = self.momentum
-            first = 1.0 - self.observed
-            keep = self.frozen * self.observed  # frozen ranges stop moving once set
-
-            def update(var, batch):
-                ema = var * m + batch * (1.0 - m)
-                new = first * batch + (1.0 - first) * ema
-                return keep * var + (1.0 - keep) * new
-
-            lo, hi = update(self.min_value, batch_lo), update(self.max_value, batch_hi)
+            lo = self.min_value + c * (batch_lo - self.min_value)
+            hi = self.max_value + c * (batch_hi - self.max_value)
             self.min_value.assign(lo)
             self.max_value.assign(hi)
             self.observed.assign(1.0)
@@ -123,14 +121,15 @@ class ActivationQuantizer(keras.layers.Layer):
             # Never observed: there is no range yet, and (0, 0) would quantize
             # every activation to zero; a freshly wrapped model evaluates float.
             active = self.enabled * self.observed
-        lo, hi = _valid_range(lo, hi)
+
+        def quantize():
+            low, high = _valid_range(lo, hi)
+            return quantizers.fake_quant_activation(x, low, high, self.bits)
+
         # A branch on the switch, not a blend: the blend x + e * (q - x) costs
-        # four more passes over the tensor (forward and backward) every step.
-        out = keras.ops.cond(
-            active > 0.5,
-            lambda: quantizers.fake_quant_activation(x, lo, hi, self.bits),
-            lambda: x,
-        )
+        # four more passes over the tensor (forward and backward) every step;
+        # while off (observing before QAT) the range checks are skipped too.
+        out = keras.ops.cond(active > 0.5, quantize, lambda: x)
         return keras.ops.cast(out, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
