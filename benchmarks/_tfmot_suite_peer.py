@@ -6,7 +6,8 @@ whole process).
 
 Starts from the float weights the Keras 3 baseline reached (an .npz), on the
 same training images, and runs TFMOT's documented pipeline: prune_low_magnitude
-with a polynomial schedule, then prune-preserving QAT (PQAT); then times plain,
+with a polynomial schedule, then prune-preserving QAT (PQAT), both at the
+learning rate of benchmarks.run's own fit, epoch by epoch; then times plain,
 pruning and PQAT steps on fresh copies taking turns. Converts the result with `tflite_export.convert`,
 writes the .tflite, and prints one JSON object on stdout."""
 
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> None:
 
     import tflite_export
     from benchmarks._timing import fit_step_times
-    from benchmarks.run import load_case_data, training_data
+    from benchmarks.run import load_case_data, training_data, tune_rate
     from keras_compress import models
 
     tf_keras.utils.set_random_seed(config["seed"])
@@ -65,12 +66,18 @@ def main(argv: list[str]) -> None:
             quant.quantize_annotate_model(stripped),
             tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
 
-    pruned = compiled(pruned_model(config["prune_epochs"] * steps - 1))
-    pruned.fit(**data, epochs=config["prune_epochs"], verbose=0,
-               callbacks=[sparsity.UpdatePruningStep()])
+    # The learning rate of benchmarks.run's fits, epoch by epoch across both fits.
+    def rate():
+        return tf_keras.callbacks.LearningRateScheduler(lambda epoch: tune_rate(config, epoch))
+
+    epochs = config["prune_epochs"]
+    pruned = compiled(pruned_model(epochs * steps - 1))
+    pruned.fit(**data, epochs=epochs, verbose=0,
+               callbacks=[sparsity.UpdatePruningStep(), rate()])
     stripped = sparsity.strip_pruning(pruned)
     pqat = compiled(pqat_model(stripped))
-    pqat.fit(**data, epochs=config["qat_epochs"], verbose=0)
+    pqat.fit(**data, initial_epoch=epochs, epochs=epochs + config["qat_epochs"], verbose=0,
+             callbacks=[rate()])
 
     # Step cost, the protocol of benchmarks.run: fresh copies taking turns.
     n = min(len(x), batch * config["timing_steps"])

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -67,8 +68,8 @@ CASES = {
                    quantize=dict(per_tensor_dense=True)),
     "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
                     full=(50000, 10000, 300, 8, 4), sparsity=0.3, batch=128,
-                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
-                    distill=dict(temperature=4.0, alpha=0.1)),
+                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=5e-5,
+                    tune_decay="cosine", distill=dict(temperature=4.0, alpha=0.1)),
     "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
                    full=(50000, 10000, 30, 4, 2), sparsity=0.5, batch=128,
                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
@@ -238,6 +239,22 @@ def _compressing_model(name: str, case: dict, float_weights, input_shape, schedu
     return model if teacher is None else kc.Distiller(teacher, model, **case["distill"])
 
 
+def tune_rate(setup: dict, epoch: int) -> float:
+    """The learning rate of the compressing fits (ours, distilled and TFMOT's)
+    in `epoch`, counted from 0 over the prune + QAT epochs: `learning_rate`
+    throughout, or with `lr_decay="cosine"` a half cosine from it, set per
+    epoch (the last epoch keeps a small nonzero rate). Per epoch, so that
+    TFMOT's two fits (prune, then PQAT from `initial_epoch`) follow the same
+    curve as our one."""
+    decay = setup.get("lr_decay", "constant")
+    if decay == "constant":
+        return setup["learning_rate"]
+    if decay != "cosine":
+        raise ValueError(f"`lr_decay` must be 'constant' or 'cosine'; received {decay!r}.")
+    total = setup["prune_epochs"] + setup["qat_epochs"]
+    return setup["learning_rate"] * 0.5 * (1.0 + math.cos(math.pi * epoch / total))
+
+
 def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str, float]:
     """Seconds per step of plain fit and of keras-compress' prune phase
     (quantizers observing) and QAT phase (fake quantization on), and for a case
@@ -301,6 +318,7 @@ def run_case(name: str, config: dict) -> dict:
     setup = {"model": name, "dataset": case["dataset"], "data_dir": config["data_dir"],
              "seed": config["seed"], "train_images": images, "test_images": tests,
              "batch_size": case["batch"], "learning_rate": case["tune_lr"],
+             "lr_decay": case.get("tune_decay", "constant"),
              "sparsity": case["sparsity"], "float_epochs": float_epochs,
              "prune_epochs": prune_epochs,
              "qat_epochs": qat_epochs, "timing_rounds": TIMING_ROUNDS}
@@ -359,7 +377,9 @@ def run_case(name: str, config: dict) -> dict:
                                    teacher)
         _compile(model, keras.optimizers.Adam(setup["learning_rate"]))
         model.fit(**data, epochs=prune_epochs + qat_epochs, verbose=2,
-                  callbacks=[kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs)])
+                  callbacks=[kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs),
+                             keras.callbacks.LearningRateScheduler(
+                                 lambda epoch: tune_rate(setup, epoch))])
         stripped = kc.strip(model)
         return (*convert(stripped, mode="int8", io_dtype="int8"), accuracy(stripped),
                 kc.sparsity(stripped).overall)
@@ -439,9 +459,10 @@ def render(results: list[dict], config: dict) -> str:
              f"`python -m benchmarks.run --{run}`: for each case the Keras 3 float baseline, its "
              "post-training int8 conversion, TFMOT (tf_keras: prune_low_magnitude, then "
              "prune-preserving QAT, in a subprocess) and keras-compress (prune + QAT in one fit), "
-             "both starting from the baseline's weights, with the same data and epochs and the "
-             "same layers pruned (depthwise kernels stay dense: TFMOT's prune registry lists no "
-             "prunable weight for DepthwiseConv2D); where a "
+             "both starting from the baseline's weights, with the same data, epochs and learning "
+             "rate (Adam; the heading of each case gives it) and the same layers pruned "
+             "(depthwise kernels stay dense: TFMOT's prune registry lists no prunable weight "
+             "for DepthwiseConv2D); where a "
              f"case says so, also `{DISTILLED}`: the same fit distilled from the float baseline "
              "(`kc.Distiller`, its teacher's forward pass counted in the step ratio). Every "
              "artifact is measured here with LiteRT (1 thread, XNNPACK; the artifacts of a case "
@@ -461,7 +482,9 @@ def render(results: list[dict], config: dict) -> str:
         lines += [f"### {r['case']} ({s['dataset']}: {s['train_images']:,} training, "
                   f"{s['test_images']:,} test images; sparsity {s['sparsity']:g}, "
                   + (f"{s['float_epochs']} float, " if "float_epochs" in s else "")
-                  + f"{s['prune_epochs']} prune + {s['qat_epochs']} QAT epochs"
+                  + f"{s['prune_epochs']} prune + {s['qat_epochs']} QAT epochs at Adam "
+                  + f"{s['learning_rate']:g}"
+                  + (", cosine-decayed per epoch" if s.get("lr_decay") == "cosine" else "")
                   + (f"; run {r['date']}" if r.get("date") else "") + ")", "",
                   "| artifact | Keras | LiteRT | TFLite-Micro | .tflite bytes | gzip | "
                   "ratio raw / gzip | LiteRT ms | vs float32 | step ratio | conversion s | "

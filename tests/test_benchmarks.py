@@ -136,6 +136,22 @@ def test_suite_float_schedule_warms_up_then_decays_to_zero():
     assert float(adam(0)) == pytest.approx(1e-3)
 
 
+def test_suite_tune_rate_is_constant_or_a_half_cosine_per_epoch():
+    """The compressing fits' learning rate, shared by our fit and TFMOT's two:
+    constant, or a half cosine over the prune + QAT epochs that starts at the
+    peak, falls every epoch and stays above zero in the last; an unknown decay
+    is refused by name."""
+    from benchmarks import run
+
+    setup = {"learning_rate": 1e-4, "prune_epochs": 8, "qat_epochs": 4}
+    assert [run.tune_rate(setup, e) for e in (0, 5, 11)] == [1e-4] * 3
+    cosine = [run.tune_rate({**setup, "lr_decay": "cosine"}, e) for e in range(12)]
+    assert cosine[0] == pytest.approx(1e-4) and cosine[6] == pytest.approx(5e-5)
+    assert all(a > b for a, b in zip(cosine, cosine[1:])) and 0 < cosine[-1] < 2e-6
+    with pytest.raises(ValueError, match="lr_decay"):
+        run.tune_rate({**setup, "lr_decay": "step"}, 0)
+
+
 def test_suite_prunes_the_layers_tfmot_prunes(data_dir):
     """Like for like with TFMOT, whose prune registry has no prunable weight
     for DepthwiseConv2D: the suite's compressing DS-CNN leaves its depthwise
