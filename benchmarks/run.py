@@ -15,10 +15,15 @@ to docs/benchmarks.md (section `suite`, or `suite_full` for --full),
 docs/benchmarks.json and docs/suite.png (suite_full.png). A case run alone
 replaces only its own results there. Trained float baselines are cached
 (--cache_dir), so a rerun after a failure in a later stage skips them, and
-an interrupted float fit resumes from its per-epoch backup. Baselines too
-long for one machine's lifetime (ResNet-8: about four hours) travel in the
-repository: `--publish_baselines` copies the cached weights or backup into
-benchmarks/baselines/, and a run on a new machine starts from there.
+an interrupted float fit resumes from its per-epoch backup; so are the
+compressing rows' trained int8 artifacts (ours, distilled, TFMOT's), so a
+stopped run keeps the rows it finished. Work too long for one machine's
+lifetime (the ResNet-8 float baseline: about four hours; its three 12-epoch
+compressing fits on a slow machine) travels in the repository:
+`--publish_baselines` copies the cached weights or backup, and the finished
+rows, into benchmarks/baselines/, and a run on a new machine starts from
+there. Latency, step ratios and LiteRT / TFLite-Micro accuracy are always
+measured in the run that writes the results.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -103,7 +109,8 @@ def _define_flags() -> None:
                         "along; '' to ignore them.")
     flags.DEFINE_bool("publish_baselines", False,
                       "Copy the cached float baselines of --cases (their backups, for fits "
-                      "still running) into --baselines_dir, then exit without running.")
+                      "still running) and their trained compressing rows into "
+                      "--baselines_dir, then exit without running.")
 
 
 def load_case_data(config: dict):
@@ -255,6 +262,144 @@ def tune_rate(setup: dict, epoch: int) -> float:
     return setup["learning_rate"] * 0.5 * (1.0 + math.cos(math.pi * epoch / total))
 
 
+def _fit_compressed(name: str, case: dict, setup: dict, data: dict, steps: int,
+                    float_weights, input_shape, teacher=None):
+    """keras-compress' prune + QAT fit of a case from its float weights
+    (distilled from `teacher` if given), on `tune_rate`'s learning rate;
+    returns the stripped model."""
+    import keras
+
+    import keras_compress as kc
+
+    prune_epochs, qat_epochs = setup["prune_epochs"], setup["qat_epochs"]
+    schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
+                                  frequency=max(1, steps // 4))
+    model = _compressing_model(name, case, float_weights, input_shape, schedule, teacher)
+    _compile(model, keras.optimizers.Adam(setup["learning_rate"]))
+    model.fit(**data, epochs=prune_epochs + qat_epochs, verbose=2,
+              callbacks=[kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs),
+                         keras.callbacks.LearningRateScheduler(
+                             lambda epoch: tune_rate(setup, epoch))])
+    return kc.strip(model)
+
+
+def _run_peer(setup: dict, float_weights):
+    """TFMOT's row from the peer subprocess: (its int8 TFLiteModel, the JSON
+    it printed)."""
+    import numpy as np
+
+    import tflite_export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
+        peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
+                       "timing_steps": TIMING_STEPS, "output": str(Path(tmp) / "tfmot.tflite")}
+        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
+               + os.environ.get("PYTHONPATH", "")}
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks._tfmot_suite_peer", json.dumps(peer_config)],
+            capture_output=True, text=True, env=env, cwd=REPO)
+        if done.returncode != 0:
+            raise RuntimeError(f"TFMOT peer failed: {done.stderr[-2000:]}")
+        peer = json.loads(done.stdout.strip().splitlines()[-1])
+        return tflite_export.TFLiteModel.load(peer_config["output"]), peer
+
+
+# What a compressing row's trained artifact depends on besides the case and
+# its float baseline: the libraries' source, the benchmark code that trains
+# it (a change to measuring or rendering keeps it), and for TFMOT its peer.
+_ROW_CODE = ("load_case_data", "training_data", "tune_rate", "_compressing_model", "_compile",
+             "_fit_compressed")
+
+
+def _row_prefix(name: str, label: str) -> str:
+    """The start of the file names of row `label` of case `name`, before the key."""
+    return f"{name}-{re.sub(r'[^a-z0-9]+', '-', label.lower())}-"
+
+
+def _publish_rows(config: dict, name: str, store: Path) -> list[str]:
+    """Copy the cached rows of case `name` that are trained under the current
+    key into `store`, removing the store's rows of the same kind under other
+    keys (stale). Returns what was copied, for the log."""
+    copied = []
+    for label in ("keras-compress", DISTILLED, "TFMOT"):
+        cached = _row_cache(config, name, label)
+        if cached is None or not cached.exists():
+            continue
+        for stale in store.glob(f"{_row_prefix(name, label)}*.npz"):
+            if stale.name != cached.name:
+                stale.unlink()
+        copied.append(f"{label} row: {_baselines.publish(cached, store)}")
+    return copied
+
+
+def _row_cache(config: dict, name: str, label: str) -> Path | None:
+    """Where row `label`'s trained artifact of case `name` is kept (the int8
+    .tflite and what was measured in training: Keras accuracy, sparsity,
+    conversion time; for TFMOT the peer's whole report), or None (no cache).
+    The key covers the case's recipe, run lengths and seed, its float
+    baseline's key, the source of keras_compress/ and tflite_export/ and of
+    the code that trains the row, and for TFMOT the peer and the installed
+    tensorflow-model-optimization and tf-keras."""
+    import inspect
+    from importlib import metadata
+
+    case = CASES[name]
+    images, _, float_epochs, *_ = lengths = _run_lengths(config, case)
+    float_file = _float_cache(config, name, (images, float_epochs), case)
+    if float_file is None:
+        return None
+    digest = hashlib.sha256()
+    for folder in ("keras_compress", "tflite_export"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            digest.update(path.relative_to(REPO).as_posix().encode() + path.read_bytes())
+    module = sys.modules[__name__]
+    for function in _ROW_CODE:
+        digest.update(inspect.getsource(getattr(module, function)).encode())
+    if label == "TFMOT":
+        digest.update((REPO / "benchmarks" / "_tfmot_suite_peer.py").read_bytes())
+        digest.update(inspect.getsource(_run_peer).encode())
+        for package in ("tensorflow-model-optimization", "tf-keras"):
+            try:
+                version = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                version = None
+            digest.update(f"{package}=={version}".encode())
+    key = json.dumps([label, name, lengths, config["seed"], case, float_file.name,
+                      digest.hexdigest()], sort_keys=True)
+    return float_file.with_name(
+        f"{_row_prefix(name, label)}{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+
+
+def _cached_row(cached: Path | None, config: dict, compute):
+    """Row `compute()` -> (TFLiteModel, JSON-able dict), or its earlier result
+    from `cached` (copied from the committed baselines folder first, if only
+    there). A case whose fits outlast one session (ResNet-8 on a slow 2-core
+    machine) is finished row by row: a stopped run keeps the rows it
+    completed, and `--publish_baselines` carries them to the next machine."""
+    import numpy as np
+
+    import tflite_export
+    from tflite_export.model import write_atomic
+
+    if cached and config.get("baselines_dir"):
+        seeded = _baselines.seed(cached, Path(config["baselines_dir"]))
+        if seeded:
+            print(f"   (copied the committed {seeded})", flush=True)
+    if cached and cached.exists():
+        print(f"   (trained row from {cached})", flush=True)
+        with np.load(cached) as saved:
+            return (tflite_export.TFLiteModel(saved["tflite"].tobytes()),
+                    json.loads(str(saved["meta"])))
+    tfl, meta = compute()
+    if cached:
+        buffer = io.BytesIO()
+        np.savez(buffer, tflite=np.frombuffer(tfl.content, np.uint8), meta=np.array(json.dumps(meta)))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, buffer.getvalue())
+    return tfl, meta
+
+
 def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str, float]:
     """Seconds per step of plain fit and of keras-compress' prune phase
     (quantizers observing) and QAT phase (fake quantization on), and for a case
@@ -368,28 +513,27 @@ def run_case(name: str, config: dict) -> dict:
     artifacts["PTQ int8"] = (*convert(base, mode="int8", io_dtype="int8",
                                       representative_data=x[:500]), accuracy(base), None)
 
-    def compress(teacher=None):
-        """keras-compress' prune + QAT fit from the float weights (distilled
-        from `teacher` if given), stripped and converted."""
-        schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0, prune_epochs * steps - 1,
-                                      frequency=max(1, steps // 4))
-        model = _compressing_model(name, case, float_weights, tuple(x.shape[1:]), schedule,
-                                   teacher)
-        _compile(model, keras.optimizers.Adam(setup["learning_rate"]))
-        model.fit(**data, epochs=prune_epochs + qat_epochs, verbose=2,
-                  callbacks=[kc.PruningCallback(), kc.QuantizationCallback(start_epoch=prune_epochs),
-                             keras.callbacks.LearningRateScheduler(
-                                 lambda epoch: tune_rate(setup, epoch))])
-        stripped = kc.strip(model)
-        return (*convert(stripped, mode="int8", io_dtype="int8"), accuracy(stripped),
-                kc.sparsity(stripped).overall)
+    def compress(label: str, teacher=None):
+        """keras-compress' prune + QAT row `label` (distilled from `teacher`
+        if given): trained, stripped and converted, or loaded from the cache."""
+        def train():
+            stripped = _fit_compressed(name, case, setup, data, steps, float_weights,
+                                       tuple(x.shape[1:]), teacher)
+            tfl, seconds = convert(stripped, mode="int8", io_dtype="int8")
+            return tfl, {"keras_accuracy": accuracy(stripped), "conversion_s": seconds,
+                         "sparsity": kc.sparsity(stripped).overall}
+
+        tfl, meta = _cached_row(_row_cache(config, name, label), config, train)
+        print(f"   ({label}: Keras accuracy {100 * meta['keras_accuracy']:.2f} %, "
+              f"sparsity {meta['sparsity']:.3f})", flush=True)
+        return tfl, meta["conversion_s"], meta["keras_accuracy"], meta["sparsity"]
 
     print(f"== {name}: keras-compress prune {case['sparsity']} + QAT", flush=True)
-    artifacts["keras-compress"] = compress()
+    artifacts["keras-compress"] = compress("keras-compress")
     if case.get("distill"):
         print(f"== {name}: keras-compress prune {case['sparsity']} + QAT, distilled from the "
               f"float baseline ({case['distill']})", flush=True)
-        artifacts[DISTILLED] = compress(teacher=base)
+        artifacts[DISTILLED] = compress(DISTILLED, teacher=base)
 
     print(f"== {name}: training-step cost, plain vs prune / QAT phase, interleaved", flush=True)
     ours_times = _ours_step_times(name, case, config, float_weights, x, y, steps)
@@ -398,20 +542,8 @@ def run_case(name: str, config: dict) -> dict:
     if config["tfmot"]:
         print(f"== {name}: TFMOT prune {case['sparsity']} + PQAT (tf_keras subprocess)",
               flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
-            peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
-                           "timing_steps": TIMING_STEPS,
-                           "output": str(Path(tmp) / "tfmot.tflite")}
-            env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
-                   + os.environ.get("PYTHONPATH", "")}
-            done = subprocess.run(
-                [sys.executable, "-m", "benchmarks._tfmot_suite_peer", json.dumps(peer_config)],
-                capture_output=True, text=True, env=env, cwd=REPO)
-            if done.returncode != 0:
-                raise RuntimeError(f"TFMOT peer failed: {done.stderr[-2000:]}")
-            peer = json.loads(done.stdout.strip().splitlines()[-1])
-            tfl = tflite_export.TFLiteModel.load(peer_config["output"])
+        tfl, peer = _cached_row(_row_cache(config, name, "TFMOT"), config,
+                                lambda: _run_peer(setup, float_weights))
         artifacts["TFMOT"] = (tfl, peer["conversion_s"], peer["keras_accuracy"], peer["sparsity"])
 
     # Latency of all artifacts interleaved, so their ratios share the machine's noise.
@@ -652,6 +784,8 @@ def main(argv) -> None:
             images, _, epochs, *_ = _run_lengths(config, case)
             cached = _float_cache(config, name, (images, epochs), case)
             print(f"{name}: {_baselines.publish(cached, Path(FLAGS.baselines_dir))}")
+            for line in _publish_rows(config, name, Path(FLAGS.baselines_dir)):
+                print(f"{name}: {line}")
         return
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     config["docs_dir"] = docs

@@ -297,3 +297,57 @@ def test_suite_distilled_row_on_resnet8(data_dir):
         assert row[column] > 0 and row[column] != rows["keras-compress"][column]
     markdown = run.render([result], config)
     assert f"| {run.DISTILLED} |" in markdown and "distilled vs not: resnet8" in markdown
+
+
+def test_suite_trained_rows_are_kept_and_travel_between_machines(tmp_path, monkeypatch):
+    """A compressing row's trained artifact is computed once per key: a second
+    run loads it (same bytes, same measurements) instead of training, and a
+    run on a machine with an empty cache takes it from the committed store
+    after `--publish_baselines`, which drops the store's rows of the same kind
+    under another key. The key follows the row, the seed and the recipe; no
+    cache folder, no key."""
+    import keras
+
+    import tflite_export
+    from benchmarks import run
+
+    tfl = tflite_export.convert(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]),
+                                mode="float32")
+    calls = []
+
+    def train():
+        calls.append(1)
+        return tfl, {"keras_accuracy": 0.5, "sparsity": 0.3, "conversion_s": 1.0}
+
+    store = tmp_path / "store"
+    config = {"full": True, "seed": 0, "cache_dir": str(tmp_path / "cache"),
+              "baselines_dir": str(store)}
+    ours = run._row_cache(config, "resnet8", "keras-compress")
+    assert ours.parent == tmp_path / "cache"
+    assert ours.name.startswith(run._row_prefix("resnet8", "keras-compress"))
+    assert len({ours, run._row_cache(config, "resnet8", run.DISTILLED),
+                run._row_cache(config, "resnet8", "TFMOT"),
+                run._row_cache({**config, "seed": 1}, "resnet8", "keras-compress")}) == 4
+    assert run._row_cache({**config, "cache_dir": ""}, "resnet8", "TFMOT") is None
+
+    first = run._cached_row(ours, config, train)
+    again = run._cached_row(ours, config, train)
+    assert len(calls) == 1
+    assert again[0].content == tfl.content and again[1] == first[1]
+
+    store.mkdir()
+    stale = store / (run._row_prefix("resnet8", "keras-compress") + "0123456789abcdef.npz")
+    stale.write_bytes(b"an older recipe's row")
+    published = run._publish_rows(config, "resnet8", store)
+    assert len(published) == 1 and published[0].startswith("keras-compress row")
+    assert sorted(p.name for p in store.iterdir()) == [ours.name]
+
+    elsewhere = {**config, "cache_dir": str(tmp_path / "new")}  # the next machine
+    moved = run._row_cache(elsewhere, "resnet8", "keras-compress")
+    assert moved.name == ours.name
+    loaded = run._cached_row(moved, elsewhere, train)
+    assert len(calls) == 1 and moved.exists()
+    assert loaded[0].content == tfl.content and loaded[1] == first[1]
+
+    monkeypatch.setitem(run.CASES["resnet8"], "tune_lr", 1e-3)
+    assert run._row_cache(config, "resnet8", "keras-compress") != ours
