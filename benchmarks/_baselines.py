@@ -18,6 +18,9 @@ unfinished fit's backup, from one machine to the next:
 The key in each name covers the model source, the recipe, the run lengths and
 the seed, so an entry is never used for a model or recipe it was not trained
 with.
+
+`publish` and `seed` carry any finished single-file entry the same way: the
+suite's trained compressing rows (`<case>-<row>-<key>.npz`) use them too.
 """
 
 from __future__ import annotations
