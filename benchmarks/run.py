@@ -371,6 +371,17 @@ def _row_cache(config: dict, name: str, label: str) -> Path | None:
         f"{_row_prefix(name, label)}{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
 
 
+def _in_cache(cached: Path | None, config: dict) -> bool:
+    """Whether the cache holds the entry `cached`, after copying it (or a
+    further-along float fit's backup) from the committed baselines folder
+    when only that has it, which the log is told."""
+    if cached and config.get("baselines_dir"):
+        seeded = _baselines.seed(cached, Path(config["baselines_dir"]))
+        if seeded:
+            print(f"   (copied the committed {seeded})", flush=True)
+    return bool(cached and cached.exists())
+
+
 def _cached_row(cached: Path | None, config: dict, compute):
     """Row `compute()` -> (TFLiteModel, JSON-able dict), or its earlier result
     from `cached` (copied from the committed baselines folder first, if only
@@ -382,11 +393,7 @@ def _cached_row(cached: Path | None, config: dict, compute):
     import tflite_export
     from tflite_export.model import write_atomic
 
-    if cached and config.get("baselines_dir"):
-        seeded = _baselines.seed(cached, Path(config["baselines_dir"]))
-        if seeded:
-            print(f"   (copied the committed {seeded})", flush=True)
-    if cached and cached.exists():
+    if _in_cache(cached, config):
         print(f"   (trained row from {cached})", flush=True)
         with np.load(cached) as saved:
             return (tflite_export.TFLiteModel(saved["tflite"].tobytes()),
@@ -479,11 +486,7 @@ def run_case(name: str, config: dict) -> dict:
     print(f"\n== {name}: float baseline, {float_epochs} epochs on {len(x):,} images", flush=True)
     base = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
     cached = _float_cache(config, name, (images, float_epochs), case)
-    if cached and config.get("baselines_dir"):
-        seeded = _baselines.seed(cached, Path(config["baselines_dir"]))
-        if seeded:
-            print(f"   (copied the committed {seeded})", flush=True)
-    if cached and cached.exists():
+    if _in_cache(cached, config):
         print(f"   (trained weights from {cached})", flush=True)
         with np.load(cached) as saved:
             base.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
