@@ -345,32 +345,14 @@ def _row_cache(config: dict, name: str, label: str) -> Path | None:
     baseline's key, the source of keras_compress/ and tflite_export/ and of
     the code that trains the row, and for TFMOT the peer and the installed
     tensorflow-model-optimization and tf-keras."""
-    import inspect
-    from importlib import metadata
-
     case = CASES[name]
     images, _, float_epochs, *_ = lengths = _run_lengths(config, case)
     float_file = _float_cache(config, name, (images, float_epochs), case)
     if float_file is None:
         return None
-    digest = hashlib.sha256()
-    for folder in ("keras_compress", "tflite_export"):
-        for path in sorted((REPO / folder).rglob("*.py")):
-            digest.update(path.relative_to(REPO).as_posix().encode() + path.read_bytes())
-    module = sys.modules[__name__]
-    for function in _ROW_CODE:
-        digest.update(inspect.getsource(getattr(module, function)).encode())
-    if label == "TFMOT":
-        digest.update((REPO / "benchmarks" / "_tfmot_suite_peer.py").read_bytes())
-        digest.update(inspect.getsource(_run_peer).encode())
-        for package in ("tensorflow-model-optimization", "tf-keras"):
-            try:
-                version = metadata.version(package)
-            except metadata.PackageNotFoundError:
-                version = None
-            digest.update(f"{package}=={version}".encode())
-    key = json.dumps([label, name, lengths, config["seed"], case, float_file.name,
-                      digest.hexdigest()], sort_keys=True)
+    digest = _CODE_DIGESTS["TFMOT" if label == "TFMOT" else "ours"]
+    key = json.dumps([label, name, lengths, config["seed"], case, float_file.name, digest],
+                     sort_keys=True)
     return float_file.with_name(
         f"{_row_prefix(name, label)}{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
 
@@ -812,6 +794,36 @@ def main(argv) -> None:
             "results": results, **_report.environment()}
     _report.update(key, markdown, data, docs=docs)
     plot(results, docs / f"{key}.png")
+
+
+def _code_digests() -> dict[str, str]:
+    """The code part of the rows' keys ("ours" and "TFMOT"), taken once, when
+    this module is imported, from the code the run has loaded: a file edited
+    while a long run goes on does not change the key of a row it trains
+    later."""
+    import inspect
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    for folder in ("keras_compress", "tflite_export"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            digest.update(path.relative_to(REPO).as_posix().encode() + path.read_bytes())
+    module = sys.modules[__name__]
+    for function in _ROW_CODE:
+        digest.update(inspect.getsource(getattr(module, function)).encode())
+    ours = digest.hexdigest()
+    digest.update((REPO / "benchmarks" / "_tfmot_suite_peer.py").read_bytes())
+    digest.update(inspect.getsource(_run_peer).encode())
+    for package in ("tensorflow-model-optimization", "tf-keras"):
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = None
+        digest.update(f"{package}=={version}".encode())
+    return {"ours": ours, "TFMOT": digest.hexdigest()}
+
+
+_CODE_DIGESTS = _code_digests()
 
 
 if __name__ == "__main__":
