@@ -415,16 +415,16 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
         model.set_weights(float_weights)
         return model
 
-    def compiled(compress, distill=False, pruned=False):
-        if pruned:
-            # The QAT phase of the real fit follows a finished schedule: final
-            # masks, no more updates (the callback stays attached, as there).
-            schedule = kc.ConstantSparsity(case["sparsity"], 0, end_step=0)
-        else:
-            schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0,
-                                          (TIMING_ROUNDS + 1) * TIMING_STEPS,
-                                          frequency=max(1, steps // 4))
+    def compiled(compress, distill=False, schedule_done=False):
         if compress:
+            if schedule_done:
+                # The QAT phase of the real fit follows a finished schedule: final
+                # masks, no more updates (the callback stays attached, as there).
+                schedule = kc.ConstantSparsity(case["sparsity"], 0, end_step=0)
+            else:
+                schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0,
+                                              (TIMING_ROUNDS + 1) * TIMING_STEPS,
+                                              frequency=max(1, steps // 4))
             model = _compressing_model(name, case, float_weights, tuple(x.shape[1:]), schedule,
                                        teacher=float_model() if distill else None)
         else:
@@ -434,11 +434,11 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
     # One-epoch fits all start at epoch 0: start_epoch=1 keeps QAT off.
     runs = {"plain": (compiled(False), []),
             "prune": (compiled(True), [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=1)]),
-            "qat": (compiled(True, pruned=True), [kc.PruningCallback()])}
+            "qat": (compiled(True, schedule_done=True), [kc.PruningCallback()])}
     if case.get("distill"):
         runs["distill_prune"] = (compiled(True, True), [kc.PruningCallback(),
                                                         kc.QuantizationCallback(start_epoch=1)])
-        runs["distill_qat"] = (compiled(True, True, pruned=True), [kc.PruningCallback()])
+        runs["distill_qat"] = (compiled(True, True, schedule_done=True), [kc.PruningCallback()])
     times = fit_step_times(keras.callbacks.Callback, runs, x[:n], y[:n], case["batch"],
                            rounds=TIMING_ROUNDS)
     return {f"{k}_step_s": v for k, v in times.items()}
