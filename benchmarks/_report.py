@@ -47,19 +47,18 @@ def _cpu() -> str:
     is one: LiteRT latencies depend on it (the int8 ResNet-8 of the suite took
     0.08 ms on the machine of its earlier runs and 0.45 ms, slower than its
     float model, on an AVX2-only AMD EPYC)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as info:
-            for line in info:
+            for line in info:  # the first processor's block is enough
                 key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                if model and flags:
+                fields.setdefault(key.strip(), value.strip())
+                if "model name" in fields and "flags" in fields:
                     break
     except OSError:
         pass
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
     simd = next((name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"),
                                          ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"))
                  if flag in flags), None)
