@@ -351,3 +351,28 @@ def test_suite_trained_rows_are_kept_and_travel_between_machines(tmp_path, monke
 
     monkeypatch.setitem(run.CASES["resnet8"], "tune_lr", 1e-3)
     assert run._row_cache(config, "resnet8", "keras-compress") != ours
+
+
+@pytest.mark.slow
+def test_step_profile_sees_fake_quant_only_once_qat_is_on(data_dir):
+    """The per-op profile of the suite's LeNet-300-100 (real MNIST batches):
+    the plain step runs no FakeQuant op; the compressing step runs none while
+    its quantizers only observe (prune phase: the switch skips the work) and
+    one per quantized tensor once QAT is on (input, three activations, three
+    kernels); the markdown names the ops."""
+    from benchmarks import step_profile
+
+    steps = 4
+    plain, observing = step_profile.profile_case("lenet_300_100", "prune", steps, str(data_dir))
+    _, quantizing = step_profile.profile_case("lenet_300_100", "qat", steps, str(data_dir))
+
+    def fake_quant_runs(stats):
+        return sum(s.occurrences for s in stats if s.type == "FakeQuantWithMinMaxVars")
+
+    assert any(s.type in ("MatMul", "_FusedMatMul") for s in plain)
+    assert fake_quant_runs(plain) == 0 and fake_quant_runs(observing) == 0
+    assert fake_quant_runs(quantizing) == 7 * steps
+    table = step_profile.compare(plain, quantizing, steps, top=5)
+    assert "| FakeQuantWithMinMaxVars | 0.000 |" in table and "quant_fc1" in table
+    with pytest.raises(ValueError, match="phase"):
+        step_profile.profile_case("lenet_300_100", "train", steps, str(data_dir))
