@@ -123,19 +123,14 @@ def profile_case(name: str, phase: str, steps: int, data_dir: str, seed: int = 0
     (x, y), _ = run.load_case_data(setup)
     keras.utils.set_random_seed(seed)
     shape = tuple(x.shape[1:])
-    weights = getattr(kc.models, name)(input_shape=shape).get_weights()
-
-    def optimizer():
-        return keras.optimizers.Adam(case["tune_lr"])
-
-    plain = getattr(kc.models, name)(input_shape=shape)
-    plain.set_weights(weights)
-    run._compile(plain, optimizer())
+    plain = run._compile(getattr(kc.models, name)(input_shape=shape),
+                         keras.optimizers.Adam(case["tune_lr"]))
     # The prune phase at its final sparsity with no further update; the QAT
     # phase with fake quantization switched on by the callback's warm-up.
     schedule = kc.ConstantSparsity(case["sparsity"], 0, end_step=0)
-    compressed = run._compile(run._compressing_model(name, case, weights, shape, schedule),
-                              optimizer())
+    compressed = run._compile(
+        run._compressing_model(name, case, plain.get_weights(), shape, schedule),
+        keras.optimizers.Adam(case["tune_lr"]))
     warm = min(len(x), 2 * batch)
     plain.fit(x[:warm], y[:warm], batch_size=batch, verbose=0)
     compressed.fit(x[:warm], y[:warm], batch_size=batch, verbose=0,
