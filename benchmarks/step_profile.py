@@ -106,7 +106,8 @@ def compare(plain: list[OpStat], compressed: list[OpStat], steps: int, top: int)
     return "\n".join(lines)
 
 
-def profile_case(name: str, phase: str, steps: int, data_dir: str, seed: int = 0) -> tuple:
+def profile_case(name: str, phase: str, steps: int, data_dir: str,
+                 seed: int = 0) -> tuple[list[OpStat], list[OpStat]]:
     """(plain, compressed) op stats of `steps` steps of case `name` of the
     suite (untrained weights: the cost of a step does not depend on them)."""
     import keras
