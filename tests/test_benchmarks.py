@@ -338,9 +338,12 @@ def test_suite_trained_rows_are_kept_and_travel_between_machines(tmp_path, monke
     store.mkdir()
     stale = store / (run._row_prefix("resnet8", "keras-compress") + "0123456789abcdef.npz")
     stale.write_bytes(b"an older recipe's row")
+    other = store / (run._row_prefix("resnet8", run.DISTILLED) + "0123456789abcdef.npz")
+    other.write_bytes(b"another row, kept")  # its name begins like ours
     published = run._publish_rows(config, "resnet8", store)
     assert len(published) == 1 and published[0].startswith("keras-compress row")
-    assert sorted(p.name for p in store.iterdir()) == [ours.name]
+    assert sorted(p.name for p in store.iterdir()) == sorted([ours.name, other.name])
+    other.unlink()
 
     elsewhere = {**config, "cache_dir": str(tmp_path / "new")}  # the next machine
     moved = run._row_cache(elsewhere, "resnet8", "keras-compress")
@@ -349,8 +352,12 @@ def test_suite_trained_rows_are_kept_and_travel_between_machines(tmp_path, monke
     assert len(calls) == 1 and moved.exists()
     assert loaded[0].content == tfl.content and loaded[1] == first[1]
 
-    monkeypatch.setitem(run.CASES["resnet8"], "tune_lr", 1e-3)
+    peer = run._row_cache(config, "resnet8", "TFMOT")
+    monkeypatch.setitem(run.CASES["resnet8"], "prune", {"ranking": "layer"})  # ours only
     assert run._row_cache(config, "resnet8", "keras-compress") != ours
+    assert run._row_cache(config, "resnet8", "TFMOT") == peer
+    monkeypatch.setitem(run.CASES["resnet8"], "tune_lr", 1e-3)                # both sides
+    assert run._row_cache(config, "resnet8", "TFMOT") != peer
 
 
 @pytest.mark.slow

@@ -493,6 +493,49 @@ def test_rescaling_and_upsampling_become_int8_ops_tflite_micro_runs(digits_split
     np.testing.assert_array_equal(tflite_export.predict(tfl, xt3, "micro"), reference)
 
 
+def test_whole_input_average_pooling_becomes_mean_with_its_own_scale(digits_split):
+    """An AveragePooling2D whose window is its whole input (ResNet's last
+    pooling) becomes GlobalAveragePooling2D(keepdims=True) with a quantizer:
+    the same function in float, and in int8 a MEAN whose output scale fits the
+    mean, where AVERAGE_POOL_2D must keep its input's coarser scale, which
+    fake quantization did not simulate. A smaller window stays a pool."""
+    (x, y), (xt, yt) = digits_split
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)), L.Conv2D(8, 3, padding="same", activation="relu", name="c1"),
+        L.AveragePooling2D(2, name="local"), L.Conv2D(16, 3, padding="same", name="c2"),
+        L.ReLU(name="relu"), L.AveragePooling2D(4, name="whole"),
+        L.Flatten(name="flat"), L.Dense(10, name="fc")])
+    qat = kc.quantize(model)
+    kinds = {layer.name: type(layer).__name__ for layer in qat.layers}
+    assert kinds["whole"] == "GlobalAveragePooling2D" and kinds["whole_quant"] == "ActivationQuantizer"
+    assert kinds["local"] == "AveragePooling2D" and "local_quant" not in kinds
+    for layer in qat.layers:       # QAT off: exactly the float model
+        if hasattr(layer, "enabled"):
+            layer.enabled.assign(0.0)
+    np.testing.assert_allclose(qat(xt[:64]), model(xt[:64]), atol=1e-5)
+    for layer in qat.layers:
+        if hasattr(layer, "enabled"):
+            layer.enabled.assign(1.0)
+    qat = compile_classifier(qat)
+    qat.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    plain = kc.strip(qat)
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    assert_int8_graph(tfl)
+    assert [op for op, _, _ in tfl.operators if "POOL" in op or op == "MEAN"] == [
+        "AVERAGE_POOL_2D", "MEAN"]
+    assert "QUANTIZE" not in tfl.ops
+    source, mean = next((ins[0], outs[0]) for op, ins, outs in tfl.operators if op == "MEAN")
+    assert mean.scale[0] < source.scale[0] / 2        # a finer grid than the pool's input
+    keras_out = plain.predict(xt, verbose=0)
+    reference = tflite_export.predict(tfl, xt, "litert-reference")
+    step = tfl.outputs[0].scale[0]
+    assert np.mean(np.abs(reference - keras_out)) <= step
+    assert np.mean(np.argmax(reference, 1) != np.argmax(keras_out, 1)) <= 0.01
+    # TFLite-Micro's int8 MEAN rounds its own way: a step apart at most.
+    micro = tflite_export.predict(tfl, xt, "micro")
+    assert np.max(np.abs(micro - reference)) <= step * 1.001
+
+
 @pytest.mark.parametrize("structure", ["unstructured", "2:4", "channel"])
 def test_pruned_separable_conv_splits_with_its_masks_and_keeps_pruning(structure, digits_split):
     """quantize(prune(model)) splits a pruned SeparableConv: the 1x1 convolution

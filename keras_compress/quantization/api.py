@@ -12,10 +12,14 @@ The model graph is rebuilt so that it computes what the int8 TFLite model will:
   input's scale (pooling, reshape, flatten, dropout, padding, upsampling) and
   ops with a fixed output range (softmax, sigmoid, tanh) get none, so the
   converted model holds no extra QUANTIZE/DEQUANTIZE ops;
-- two layers are swapped for equivalents TFLite-Micro runs in int8: a
+- three layers are swapped for equivalents TFLite-Micro runs in int8: a
   Rescaling becomes a frozen 1x1 depthwise convolution (the converter keeps a
-  Rescaling's MUL/ADD in float), and a nearest-neighbour UpSampling2D becomes a
-  Resizing (RESIZE_NEAREST_NEIGHBOR instead of TILE, which TFLite-Micro lacks).
+  Rescaling's MUL/ADD in float), a nearest-neighbour UpSampling2D becomes a
+  Resizing (RESIZE_NEAREST_NEIGHBOR instead of TILE, which TFLite-Micro lacks),
+  and an AveragePooling whose window covers its whole input (ResNet's final
+  pooling) becomes a GlobalAveragePooling with `keepdims=True`: MEAN, whose
+  output gets a scale of its own, where AVERAGE_POOL_2D must store the mean on
+  its input's coarser grid (about 20 steps instead of 256 for ResNet-8).
 
 Layers with weights that have no int8 path (LayerNormalization, Embedding, a
 BatchNormalization not after a Conv/Dense, subclassed layers...) are all listed
@@ -83,7 +87,7 @@ _FUSABLE = ("relu", "relu6")
 
 @dataclasses.dataclass
 class _Plan:
-    kind: str  # weighted | absorbed | same | fixed | nested | float | plain | rescaling | resize
+    kind: str  # weighted | absorbed | same | fixed | nested | float | plain | rescaling | resize | mean
     batchnorm: Any = None
     activation: str | None = None  # fused ReLU/ReLU6
     split: str | None = None  # the layer's own activation, applied after a quantizer
@@ -350,6 +354,8 @@ class _Graph:
                 and layer.data_format == "channels_last"
                 and None not in _input_shape(layer)[1:3]):
             return _Plan("resize", quantize_output=False)
+        if _is_global_average(layer):
+            return _Plan("mean")
         if isinstance(layer, _SAME_SCALE):
             return _Plan("same", quantize_output=False)
         if isinstance(layer, (L.Activation, L.Softmax)):
@@ -418,6 +424,11 @@ class _Graph:
             _, height, width, _ = _input_shape(layer)
             new = L.Resizing(height * layer.size[0], width * layer.size[1],
                              interpolation="nearest", name=layer.name)
+        elif plan.kind == "mean":
+            # The same numbers in float; in int8 a MEAN with its own output
+            # range instead of an AVERAGE_POOL_2D tied to its input's.
+            new = _GLOBAL_AVERAGE[type(layer)](
+                data_format=layer.data_format, keepdims=True, name=layer.name)
         else:
             new = model_walk.copy_layer(layer)
         self.by_new[id(new)] = plan
@@ -578,6 +589,26 @@ def _split_pruning(pruned: PruningWrapper, pointwise, input_shape) -> PruningWra
         new_bias.assign(old_bias.numpy())
     wrapper.pruning_step.assign(pruned.pruning_step.numpy())
     return wrapper
+
+
+_GLOBAL_AVERAGE = {L.AveragePooling1D: L.GlobalAveragePooling1D,
+                   L.AveragePooling2D: L.GlobalAveragePooling2D,
+                   L.AveragePooling3D: L.GlobalAveragePooling3D}
+
+
+def _is_global_average(layer) -> bool:
+    """Whether `layer` is an AveragePooling whose single window is its whole
+    (known) input: one output position, averaging every input position."""
+    if type(layer) not in _GLOBAL_AVERAGE or layer.padding != "valid":
+        return False
+    # Pooling layers keep no build config: the shapes are those of the calls.
+    shapes = {tuple(node.input_tensors[0].shape) for node in layer._inbound_nodes
+              if node.input_tensors}
+    if len(shapes) != 1:
+        return False
+    [shape] = shapes
+    spatial = shape[1:-1] if layer.data_format == "channels_last" else shape[2:]
+    return None not in spatial and tuple(layer.pool_size) == tuple(spatial)
 
 
 def _input_shape(layer) -> tuple:
