@@ -507,7 +507,8 @@ def test_whole_input_average_pooling_becomes_mean_with_its_own_scale(digits_spli
         L.Flatten(name="flat"), L.Dense(10, name="fc")])
     qat = kc.quantize(model)
     kinds = {layer.name: type(layer).__name__ for layer in qat.layers}
-    assert kinds["whole"] == "GlobalAveragePooling2D" and kinds["whole_quant"] == "ActivationQuantizer"
+    assert kinds["whole"] == "GlobalAveragePooling2D"
+    assert kinds["whole_quant"] == "ActivationQuantizer"
     assert kinds["local"] == "AveragePooling2D" and "local_quant" not in kinds
     for layer in qat.layers:       # QAT off: exactly the float model
         if hasattr(layer, "enabled"):
