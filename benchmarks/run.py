@@ -859,9 +859,9 @@ def _code_digests() -> dict[str, str]:
             hashed.update(inspect.getsource(getattr(module, function)).encode())
         return hashed
 
-    tflite_export = sorted((REPO / "tflite_export").rglob("*.py"))
-    ours = digest(sorted((REPO / "keras_compress").rglob("*.py")) + tflite_export, _ROW_CODE)
-    peer = digest([REPO / p for p in _PEER_SOURCES] + tflite_export, _PEER_CODE)
+    export_sources = sorted((REPO / "tflite_export").rglob("*.py"))
+    ours = digest(sorted((REPO / "keras_compress").rglob("*.py")) + export_sources, _ROW_CODE)
+    peer = digest([REPO / p for p in _PEER_SOURCES] + export_sources, _PEER_CODE)
     for package in ("tensorflow-model-optimization", "tf-keras"):
         try:
             version = metadata.version(package)
