@@ -32,6 +32,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "deep_compression"
@@ -52,7 +53,7 @@ PUBLISHED = {
 
 
 def _define_flags() -> None:
-    flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+    flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/.")
     flags.DEFINE_list("models", list(CASES), "Models.")
     flags.DEFINE_integer("float_epochs", 20, "Float baseline epochs.")

@@ -22,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "distillation"
@@ -29,7 +30,7 @@ HINTON = {"teacher": 67, "alone": 146, "distilled": 74}
 
 
 def _define_flags() -> None:
-    flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+    flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ (see keras_compress.datasets).")
     flags.DEFINE_integer("seeds", 5, "Student seeds.")
     flags.DEFINE_integer("epochs", 12, "Student epochs (alone and distilled).")

@@ -20,13 +20,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "mixed_precision"
 
 
 def _define_flags() -> None:
-    flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+    flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/.")
     flags.DEFINE_integer("epochs", 10, "Float training epochs.")
     flags.DEFINE_integer("qat_epochs", 3, "QAT fine-tuning epochs.")

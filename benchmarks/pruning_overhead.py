@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -30,7 +31,7 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
     """Flags are defined only when run as a program, so importing this module
     (tests, notebooks) never clashes with another program's flags."""
-    flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+    flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ (see keras_compress.datasets).")
     flags.DEFINE_integer("rounds", 5, "Timed epochs per configuration (after one warm-up epoch).")
     flags.DEFINE_integer("batch_size", 128, "Training batch size.")

@@ -26,6 +26,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "qat_vs_ptq"
@@ -33,7 +34,7 @@ KEY = "qat_vs_ptq"
 
 def _define_flags() -> None:
     """Defined only when run as a program (importing never clashes)."""
-    flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+    flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding cifar10/ (see keras_compress.datasets).")
     flags.DEFINE_integer("epochs", 20, "Float training epochs.")
     flags.DEFINE_integer("finetune_epochs", 4, "Extra epochs for QAT and for float fine-tuning.")

@@ -43,7 +43,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
-from benchmarks import _baselines  # noqa: E402
+from benchmarks import DATA_DIR, _baselines  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "suite"
@@ -110,7 +110,7 @@ def _define_flags() -> None:
     flags.DEFINE_bool("full", False, "The real run.")
     flags.DEFINE_list("cases", list(CASES), "Cases to run; empty (--cases=) only rewrites "
                       "the section from the results kept in docs/benchmarks.json.")
-    flags.DEFINE_string("data_dir", str(REPO.parent / "shared" / "datasets"),
+    flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_bool("tfmot", True, "Run the TFMOT peer.")
     flags.DEFINE_integer("latency_runs", 100,

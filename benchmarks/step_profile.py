@@ -27,6 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR  # noqa: E402
 
 FLAGS = flags.FLAGS
 PHASES = ("prune", "qat")
@@ -44,7 +45,7 @@ class OpStat:
 
 
 def _define_flags() -> None:
-    flags.DEFINE_string("data_dir", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+    flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ and cifar10/ (see keras_compress.datasets).")
     flags.DEFINE_string("case", "lenet_300_100", "A case of benchmarks.run.CASES.")
     flags.DEFINE_enum("phase", "qat", PHASES, "The compressing fit's phase to profile.")
