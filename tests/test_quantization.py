@@ -53,6 +53,14 @@ def assert_int8_graph(tfl: tflite_export.TFLiteModel) -> None:
     assert tfl.is_fully_integer
 
 
+def _set_qat(model, on: bool) -> None:
+    """Switch fake quantization of every quantizer in `model` on or off (off:
+    the wrapped model computes exactly what the float model does)."""
+    for layer in model.layers:
+        if hasattr(layer, "enabled"):
+            layer.enabled.assign(float(on))
+
+
 def qat_and_convert(model, split, epochs, batch_size=64, callbacks=()):
     (x, y), (xt, yt) = split
     qat = compile_classifier(kc.quantize(model))
@@ -221,9 +229,7 @@ def test_batchnorm_folding_is_exact_when_quantization_is_off(digits_split):
                     np.linspace(-0.2, 0.2, 6), np.linspace(0.5, 3, 6)])
     qat = kc.quantize(model)
     assert not any(isinstance(layer, L.BatchNormalization) for layer in qat.layers)
-    for layer in qat.layers:
-        if hasattr(layer, "enabled"):
-            layer.enabled.assign(0.0)
+    _set_qat(qat, False)
     batch = x[:64].astype("float32")
     np.testing.assert_allclose(qat(batch, training=False), model(batch, training=False),
                                atol=1e-5)
@@ -473,13 +479,9 @@ def test_rescaling_and_upsampling_become_int8_ops_tflite_micro_runs(digits_split
     names = [type(layer).__name__ for layer in qat.layers]
     assert "Rescaling" not in names and "UpSampling2D" not in names and "Resizing" in names
     assert not qat.get_layer("quant_scale").trainable_weights
-    for layer in qat.layers:       # QAT off: exactly the float model
-        if hasattr(layer, "enabled"):
-            layer.enabled.assign(0.0)
+    _set_qat(qat, False)  # QAT off: exactly the float model
     np.testing.assert_allclose(qat(xt3), model(xt3), atol=1e-6)
-    for layer in qat.layers:
-        if hasattr(layer, "enabled"):
-            layer.enabled.assign(1.0)
+    _set_qat(qat, True)
     plain = kc.strip(_calibrate(qat, x3))
     tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
     assert tfl.is_fully_integer and "TILE" not in tfl.ops and "MUL" not in tfl.ops
@@ -510,13 +512,9 @@ def test_whole_input_average_pooling_becomes_mean_with_its_own_scale(digits_spli
     assert kinds["whole"] == "GlobalAveragePooling2D"
     assert kinds["whole_quant"] == "ActivationQuantizer"
     assert kinds["local"] == "AveragePooling2D" and "local_quant" not in kinds
-    for layer in qat.layers:       # QAT off: exactly the float model
-        if hasattr(layer, "enabled"):
-            layer.enabled.assign(0.0)
+    _set_qat(qat, False)  # QAT off: exactly the float model
     np.testing.assert_allclose(qat(xt[:64]), model(xt[:64]), atol=1e-5)
-    for layer in qat.layers:
-        if hasattr(layer, "enabled"):
-            layer.enabled.assign(1.0)
+    _set_qat(qat, True)
     qat = compile_classifier(qat)
     qat.fit(x, y, batch_size=32, epochs=3, verbose=0)
     plain = kc.strip(qat)
