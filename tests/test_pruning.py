@@ -171,6 +171,79 @@ def test_checkpoint_callback_mid_epoch_holds_the_optimizer_step(digits_split, tm
     assert steps.pop() % 5 == 0
 
 
+def _dense_classifier(**dense_kwargs) -> keras.Model:
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(32, activation="relu", name="fc", **dense_kwargs)(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x))
+
+
+def test_kernel_constraint_of_the_layer_composes_with_the_mask(digits_split, tmp_path):
+    """The mask is applied as the kernel's constraint after each update, on
+    top of the layer's own `kernel_constraint`, which stays the one saved."""
+    model = compile_classifier(kc.prune(
+        _dense_classifier(kernel_constraint=keras.constraints.NonNeg()),
+        schedule=kc.ConstantSparsity(0.6, 0)))
+    _fit(model, digits_split, 2, [kc.PruningCallback()])
+    wrapper = model.get_layer("prune_fc")
+    kernel, mask = wrapper.layer.kernel.numpy(), wrapper._targets[0][2].numpy()
+    assert np.all(kernel[mask == 0] == 0), "pruned entries are zero in the variable"
+    assert np.all(kernel >= 0), "the layer's NonNeg constraint still holds"
+    assert np.mean(kernel[mask == 1] > 0) > 0.5, "kept weights trained, and NonNeg kept them"
+
+    path = tmp_path / "constrained.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    config = loaded.get_layer("prune_fc").layer.get_config()
+    assert config["kernel_constraint"]["class_name"] == "NonNeg"
+    _fit(loaded, digits_split, 1, [kc.PruningCallback()])
+    kernel = loaded.get_layer("prune_fc").layer.kernel.numpy()
+    assert np.all(kernel[mask == 0] == 0) and np.all(kernel >= 0)
+    stripped = kc.strip(loaded).get_layer("fc")
+    assert stripped.kernel.constraint.__class__ is keras.constraints.NonNeg
+
+
+def test_weights_assigned_from_outside_are_masked(digits_split):
+    """Dense values written over a pruned kernel (set_weights) never reach an
+    inference pass unmasked, and the next fit zeroes them before training."""
+    (x, y), _ = digits_split
+    model = compile_classifier(kc.prune(_dense_classifier(), schedule=kc.ConstantSparsity(0.7, 0)))
+    _fit(model, digits_split, 1, [kc.PruningCallback()])
+    wrapper = model.get_layer("prune_fc")
+    mask = wrapper._targets[0][2].numpy()
+    dense = np.random.default_rng(0).normal(size=mask.shape).astype("float32")
+    wrapper.layer.kernel.assign(dense)
+    masked = kc.strip(model)
+    np.testing.assert_allclose(masked.get_layer("fc").kernel.numpy(), dense * mask)
+    np.testing.assert_allclose(model.predict(x[:64], verbose=0),
+                               masked.predict(x[:64], verbose=0), rtol=1e-5, atol=1e-5)
+
+    # Training begins by zeroing them: its first forward pass uses the kernel as is.
+    callback = kc.PruningCallback()
+    callback.set_model(model)
+    callback.on_train_begin()
+    np.testing.assert_array_equal(wrapper.layer.kernel.numpy(), dense * mask)
+
+    _fit(model, digits_split, 1, [kc.PruningCallback()])
+    kernel = wrapper.layer.kernel.numpy()
+    assert np.all(kernel[mask == 0] == 0)
+    # Trained on: the training forward pass (kernel as is) and inference
+    # (kernel * mask) compute the same thing.
+    np.testing.assert_allclose(model(x[:64], training=True).numpy(),
+                               model(x[:64], training=False).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_channel_pruned_bias_stays_zero_in_the_variable(digits_split):
+    model = compile_classifier(kc.prune(_dense_classifier(), structure="channel",
+                                        schedule=kc.ConstantSparsity(0.5, 0)))
+    _fit(model, digits_split, 2, [kc.PruningCallback()])
+    wrapper = model.get_layer("prune_fc")
+    bias, bias_mask = wrapper._bias_targets[0]
+    assert bias_mask.numpy().mean() == pytest.approx(0.5)
+    assert np.all(bias.numpy()[bias_mask.numpy() == 0] == 0)
+    assert np.any(bias.numpy()[bias_mask.numpy() == 1] != 0)
+
+
 # --------------------------------------------------------------- model shapes
 def test_functional_nested_and_sequential_models(digits_split):
     inner = keras.Sequential(

@@ -1,12 +1,15 @@
 """`PruningCallback`: advances pruning schedules inside `model.fit`.
 
-Before each training step it reads the step reached (each `PruningWrapper`
-counts its training steps in its saved `pruning_step` variable), asks the
-schedule whether masks are due, and recomputes them. Because the step lives in
-the model, a checkpoint taken at any point (ModelCheckpoint, BackupAndRestore,
-`model.save`) resumes at the same place, and so does a second `fit` call. At each epoch end it
-adds `sparsity` (over all pruned kernels) and `sparsity/<layer>` to the Keras
-logs, and to TensorBoard when `log_dir` is given.
+When training begins it zeroes the pruned entries again: weights assigned
+since the last step (`set_weights`, an EMA swap) may hold values there, and
+the training forward pass uses the kernel as it is. Before each training step
+it reads the step reached (each `PruningWrapper` counts its training steps in
+its saved `pruning_step` variable), asks the schedule whether masks are due,
+and recomputes them. Because the step lives in the model, a checkpoint taken
+at any point (ModelCheckpoint, BackupAndRestore, `model.save`) resumes at the
+same place, and so does a second `fit` call. At each epoch end it adds
+`sparsity` (over all pruned kernels) and `sparsity/<layer>` to the Keras logs,
+and to TensorBoard when `log_dir` is given.
 
 Example:
 
@@ -94,6 +97,11 @@ class PruningCallback(keras.callbacks.Callback):
                 f"PruningCallback: model '{self.model.name}' has no pruned layer. "
                 "Wrap it first with `keras_compress.prune(model, ...)`."
             )
+        for wrapper in self._wrappers:
+            if wrapper.built:
+                # Weights set since the last step (set_weights, a restored
+                # backup, an EMA swap) may hold values where masks are zero.
+                wrapper.apply_masks()
         self._groups = self._global_groups()
         self._steps = self._read_steps()
         self._last_checked = {

@@ -1,9 +1,17 @@
 """`PruningWrapper`: a layer whose kernels are multiplied by 0/1 masks.
 
-The wrapper keeps the wrapped layer untouched and, in `call`, hands it
-`kernel * mask` in place of `kernel` (through `keras.StatelessScope`), so it works
-for any layer type without re-implementing its `call`. Pruned weights get zero
-gradient and are exactly zero in every forward pass; `stripped()` bakes the
+The wrapper keeps the wrapped layer's `call` and hands it substituted
+kernels (through `keras.StatelessScope`), so it works for any layer type
+without re-implementing its `call`. The pruned kernel entries are kept at
+zero in the variables themselves: installing a mask zeroes them, and the mask
+is the kernel's variable constraint, which the optimizer applies after every
+update (after the layer's own `kernel_constraint`, if any). A training step
+therefore computes with the kernel as it is, and pays for the mask once per
+step, in the update, not in the forward pass and again in the gradient.
+Outside training `call` hands the layer `kernel * mask`, so inference stays
+exact even after weights were assigned from outside (`set_weights`, an EMA
+swap); `PruningCallback` re-applies the masks when training begins.
+Pruned entries are exactly zero in every forward pass; `stripped()` bakes the
 masks into a plain copy of the layer.
 
 State (all saved with `model.save("x.keras")`): one non-trainable mask per
@@ -88,6 +96,29 @@ def parse_structure(structure: Any) -> Structure:
 
 
 _RANKINGS = ("layer", "global")
+
+
+class _KeepPruned:
+    """A variable constraint: `inner` (the layer's own constraint, if any),
+    then zero the entries `mask` prunes. Not serialized: the wrapper installs
+    it when it builds, and the layer's config keeps only its own constraint."""
+
+    def __init__(self, mask: keras.Variable, inner: Any = None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, value):
+        if self.inner is not None:
+            value = self.inner(value)
+        return keras.ops.multiply(value, keras.ops.cast(self.mask, value.dtype))
+
+
+def _keep_pruned(var: keras.Variable, mask: keras.Variable) -> None:
+    """Make `mask` part of `var`'s constraint (once, on top of its own)."""
+    inner = var.constraint
+    if isinstance(inner, _KeepPruned):
+        inner = inner.inner
+    var.constraint = _KeepPruned(mask, inner)
 
 
 def _check_ranking(ranking: Any, structure: Structure) -> str:
@@ -237,6 +268,7 @@ class PruningWrapper(CompressionWrapper):
                 initializer="ones",
                 trainable=False,
             )
+            _keep_pruned(var, mask)
             self._targets.append((name, var, mask))
             self._layouts.append(layout)
             if self.structure.kind == "channel" and layout.bias_attr:
@@ -249,6 +281,7 @@ class PruningWrapper(CompressionWrapper):
                         initializer="ones",
                         trainable=False,
                     )
+                    _keep_pruned(bias, bias_mask)
                     self._bias_targets.append((bias, bias_mask))
         if not self._targets:
             raise ValueError(
@@ -269,10 +302,12 @@ class PruningWrapper(CompressionWrapper):
             # checkpoint always matches the optimizer state saved with it.
             self.pruning_step.assign_add(1)
         inner = self.inner_substitutions(training)
-        mapping = [
-            (var, keras.ops.multiply(lookup(inner, var), mask)) for _, var, mask in self._targets
-        ]
-        mapping += [(b, keras.ops.multiply(lookup(inner, b), m)) for b, m in self._bias_targets]
+        mapping = []
+        for var, mask in [(v, m) for _, v, m in self._targets] + self._bias_targets:
+            value = lookup(inner, var)
+            if training and value is var:
+                continue  # the variable holds its zeros (see the module docstring)
+            mapping.append((var, keras.ops.multiply(value, mask)))
         done = {id(var) for var, _ in mapping}
         return mapping + [(var, value) for var, value in inner if id(var) not in done]
 
@@ -351,6 +386,14 @@ class PruningWrapper(CompressionWrapper):
             channel_keep = np.max(new, axis=other).reshape(-1).astype(bias_mask.dtype)
             bias_mask.assign(channel_keep)
             bias.assign(bias.numpy() * channel_keep)
+
+    def apply_masks(self) -> None:
+        """Zero the pruned entries of the kernels (and biases) again: after
+        their values were assigned from outside the optimizer."""
+        for _, var, mask in self._targets:
+            var.assign(var.numpy() * mask.numpy())
+        for bias, bias_mask in self._bias_targets:
+            bias.assign(bias.numpy() * bias_mask.numpy())
 
     def update_masks(self, sparsity: float) -> None:
         """Recompute and install the masks at `sparsity` (per-layer ranking)."""
