@@ -326,6 +326,27 @@ def _run_peer(setup: dict, float_weights):
         return tflite_export.TFLiteModel.load(peer_config["output"]), peer
 
 
+def _peer_step_times(setup: dict, float_weights) -> dict[str, float]:
+    """TFMOT's step times measured now, in the timing peer subprocess: for a
+    TFMOT row whose training (and the timing done with it) came from the
+    cache. (`_run_peer` keeps its own subprocess code: its source is part of
+    the TFMOT row's key.)"""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
+        peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
+                       "timing_steps": TIMING_STEPS}
+        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
+               + os.environ.get("PYTHONPATH", "")}
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks._tfmot_timing_peer", json.dumps(peer_config)],
+            capture_output=True, text=True, env=env, cwd=REPO)
+        if done.returncode != 0:
+            raise RuntimeError(f"TFMOT timing peer failed: {done.stderr[-2000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # What a compressing row's trained artifact depends on besides the case and
 # its float baseline: the source it runs and the benchmark code that trains
 # it (a change to measuring or rendering keeps it). Our rows run all of
@@ -568,8 +589,15 @@ def run_case(name: str, config: dict) -> dict:
     if config["tfmot"]:
         print(f"== {name}: TFMOT prune {case['sparsity']} + PQAT (tf_keras subprocess)",
               flush=True)
+        trained = []
         tfl, peer = _cached_row(_row_cache(config, name, "TFMOT"), config,
-                                lambda: _run_peer(setup, float_weights))
+                                lambda: trained.append(True) or _run_peer(setup, float_weights))
+        if not trained:
+            # The cached row's step times are another run's (maybe another
+            # machine's): TFMOT's steps are timed again, next to ours.
+            print(f"== {name}: TFMOT step cost, plain vs prune / PQAT (tf_keras subprocess)",
+                  flush=True)
+            peer = {**peer, **_peer_step_times(setup, float_weights)}
         artifacts["TFMOT"] = (tfl, peer["conversion_s"], peer["keras_accuracy"], peer["sparsity"])
 
     # Latency of all artifacts interleaved, so their ratios share the machine's noise.

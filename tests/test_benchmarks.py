@@ -94,7 +94,7 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
     from benchmarks import run
 
     config = {"full": False, "data_dir": str(data_dir), "tfmot": True, "latency_runs": 5,
-              "seed": 0, "sizes": (1000, 200, 1, 1, 1)}
+              "seed": 0, "sizes": (1000, 200, 1, 1, 1), "cache_dir": str(tmp_path / "cache")}
     result = run.run_case("lenet_300_100", config)
     rows = result["rows"]
     assert list(rows) == ["float32", "PTQ int8", "keras-compress", "TFMOT"]
@@ -115,6 +115,17 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
     assert "Step ratios by phase" in markdown and "Published reference rows" in markdown
     run.plot([result], tmp_path / "suite.png")
     assert (tmp_path / "suite.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Run again: every trained row comes from the cache, but the step times,
+    # TFMOT's included, are measured in this run (the timing peer).
+    again = run.run_case("lenet_300_100", config)
+    for label in ("keras-compress", "TFMOT"):
+        assert again["rows"][label]["sparsity"] == rows[label]["sparsity"]
+    first, second = result["peer"], again["peer"]
+    assert second["keras_accuracy"] == first["keras_accuracy"]  # the cached training
+    for phase in ("plain", "prune", "qat"):
+        assert second[f"{phase}_step_s"] > 0
+        assert second[f"{phase}_step_s"] != first[f"{phase}_step_s"], phase
 
 
 def test_suite_float_schedule_warms_up_then_decays_to_zero():
