@@ -852,14 +852,9 @@ def main(argv) -> None:
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     config["docs_dir"] = docs
     key = f"{KEY}_full" if FLAGS.full else KEY
-    # Cases run separately (e.g. `--full --cases=resnet8`) accumulate: the
-    # section keeps the earlier results of the cases not rerun.
-    earlier = _report.load(key, docs).get("results", [])
-    results = {r["case"]: r for r in earlier if r["case"] in CASES}
-    for name in FLAGS.cases:
-        results[name] = {**run_case(name, config), "date": time.strftime("%Y-%m-%d"),
-                         **_report.environment()}
-    results = [results[name] for name in CASES if name in results]
+    fresh = {name: {**run_case(name, config), "date": time.strftime("%Y-%m-%d"),
+                    **_report.environment()} for name in FLAGS.cases}
+    results = _accumulate(fresh, key, docs)
     markdown = render(results, config)
     print(markdown)
     data = {"config": {k: v for k, v in config.items()
@@ -867,6 +862,19 @@ def main(argv) -> None:
             "results": results, **_report.environment()}
     _report.update(key, markdown, data, docs=docs)
     plot(results, docs / f"{key}.png")
+
+
+def _accumulate(fresh: dict[str, dict], key: str, docs: Path) -> list[dict]:
+    """The section's results: this run's `fresh` ones, by case, and the
+    earlier results of the cases it did not run (e.g. `--full --cases=resnet8`
+    keeps the other cases' tables). The section is read when this is called,
+    at the end of the run, so a run of other cases that finished meanwhile
+    is kept too."""
+    from benchmarks import _report
+
+    earlier = _report.load(key, docs).get("results", [])
+    results = {**{r["case"]: r for r in earlier if r["case"] in CASES}, **fresh}
+    return [results[name] for name in CASES if name in results]
 
 
 def _code_digests() -> dict[str, str]:

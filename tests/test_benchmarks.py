@@ -128,6 +128,24 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
         assert second[f"{phase}_step_s"] != first[f"{phase}_step_s"], phase
 
 
+def test_suite_runs_of_separate_cases_keep_each_others_results(tmp_path):
+    """Two `--cases=` runs going on at once: the one finishing last keeps the
+    result the other wrote meanwhile, and a case rerun replaces its own."""
+    from benchmarks import run
+
+    key = "suite_full"
+    _report.update(key, "old", {"results": [{"case": "resnet8", "v": 1}]}, docs=tmp_path)
+    # A run of ds_cnn started here (it read the section then) ...
+    _report.update(key, "new", {"results": [{"case": "resnet8", "v": 2},
+                                            {"case": "lenet5", "v": 1}]}, docs=tmp_path)
+    # ... and finishes after another run rewrote the section.
+    results = run._accumulate({"ds_cnn": {"case": "ds_cnn", "v": 1}}, key, tmp_path)
+    assert [(r["case"], r["v"]) for r in results] == [("lenet5", 1), ("resnet8", 2),
+                                                      ("ds_cnn", 1)]
+    results = run._accumulate({"lenet5": {"case": "lenet5", "v": 3}}, key, tmp_path)
+    assert [(r["case"], r["v"]) for r in results] == [("lenet5", 3), ("resnet8", 2)]
+
+
 def test_suite_float_schedule_warms_up_then_decays_to_zero():
     """The float baseline's learning rate rises to its peak over the warm-up
     epochs and decays to zero by the last step, also in a run shorter than
