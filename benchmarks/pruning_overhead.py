@@ -33,7 +33,7 @@ def _define_flags() -> None:
     (tests, notebooks) never clashes with another program's flags."""
     flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ (see keras_compress.datasets).")
-    flags.DEFINE_integer("rounds", 5, "Timed epochs per configuration (after one warm-up epoch).")
+    flags.DEFINE_integer("rounds", 7, "Timed epochs per configuration (after one warm-up epoch).")
     flags.DEFINE_integer("batch_size", 128, "Training batch size.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to measure.")
@@ -120,7 +120,8 @@ def render(ours: dict, tfmot: dict | None, config: dict) -> str:
         f"Environment: Python {platform.python_version()}, TensorFlow {tf.__version__}, "
         f"Keras {ours['keras']}"
         + (f", TFMOT {tfmot['tfmot']} with tf_keras {tfmot['tf_keras']}" if tfmot else "")
-        + f", {os.cpu_count()} CPU cores. Reproduce: `python -m benchmarks.pruning_overhead`.",
+        + f", {os.cpu_count()} CPU cores. Reproduce: "
+        f"`python -m benchmarks.pruning_overhead --rounds={config['rounds']}`.",
     ]
     return "\n".join(lines)
 
