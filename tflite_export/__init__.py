@@ -16,7 +16,9 @@ int16x8), `TFLiteModel` (op list, tensors, I/O quantization, sizes, atomic
 save), `export_micro` (aligned C array, op resolver, measured arena) and
 `benchmark`/`Report` and `compare_latency` (LiteRT and TFLite-Micro latency and accuracy, sizes;
 Markdown, JSON, PNG), and `export_android` (model, labels, normalization
-metadata), and `predict` (run LiteRT or TFLite-Micro on a batch).
+metadata), `predict` (run LiteRT or TFLite-Micro on a batch), and
+`compress_micro` (per-tensor look-up-table, pruned or Huffman-coded weights
+that TFLite-Micro decodes; `encodings` holds the encoders).
 """
 
 from tflite_export.android import AndroidArtifacts, export_android
@@ -24,7 +26,9 @@ from tflite_export.benchmark import (BenchmarkResult, Latency, Report, benchmark
                                      compare_latency)
 from tflite_export.compression import CompressedTensor, LutCompression, compress_lut
 from tflite_export.converter import MODES, ConversionError, convert
-from tflite_export.micro import MicroArtifacts, export_micro, find_arena_size
+from tflite_export.micro import (MicroArtifacts, decompression_bytes, export_micro,
+                                 find_arena_size)
+from tflite_export.micro_compress import MicroCompression, TensorEncoding, compress_micro
 from tflite_export.model import TensorInfo, TFLiteModel
 from tflite_export.runtime import RUNTIMES, predict
 
@@ -41,10 +45,14 @@ __all__ = [
     "ConversionError",
     "LutCompression",
     "MicroArtifacts",
+    "MicroCompression",
     "TFLiteModel",
+    "TensorEncoding",
     "TensorInfo",
     "compress_lut",
+    "compress_micro",
     "convert",
+    "decompression_bytes",
     "export_android",
     "export_micro",
     "find_arena_size",

@@ -1,4 +1,5 @@
-"""Child process for arena probing: `python -m tflite_export._micro_probe MODEL`.
+"""Child process for arena probing:
+`python -m tflite_export._micro_probe MODEL [DECOMPRESSION_BYTES]`.
 
 Reads arena sizes from stdin, one per line, and answers "ok" or "fail" after
 allocating and invoking the model at that size. The TFLite-Micro Python
@@ -8,7 +9,7 @@ allocation, so probing runs here, never in the user's process."""
 import sys
 
 
-def main(path: str) -> None:
+def main(path: str, decompression: int = 0) -> None:
     from tflite_export.micro import _probe_inputs, _quiet_native_output, run_micro
     from tflite_export.model import TFLiteModel
 
@@ -18,7 +19,7 @@ def main(path: str) -> None:
     for line in sys.stdin:
         try:
             with _quiet_native_output():
-                run_micro(tfl, inputs, int(line))
+                run_micro(tfl, inputs, int(line), decompression)
             answer = "ok"
         except RuntimeError:
             answer = "fail"
@@ -27,4 +28,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)

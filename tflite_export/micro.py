@@ -41,6 +41,7 @@ from tflite_export.model import NUMPY_TYPES, TFLiteModel, write_atomic
 __all__ = [
     "MicroArtifacts",
     "arena_works",
+    "decompression_bytes",
     "export_micro",
     "find_arena_size",
     "resolver_method",
@@ -54,6 +55,7 @@ _METHOD_EXCEPTIONS = {
     "RELU_N1_TO_1": "AddReluN1To1",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
     "BATCH_MATMUL": "AddBatchMatMul",
+    "TFLM_DECODE": "AddDecode",
 }
 _ARENA_ALIGNMENT = 16
 
@@ -93,15 +95,32 @@ def _quiet_native_output():
             captured.text = sink.read().decode(errors="replace")
 
 
-def _interpreter(content: bytes, arena_size: int):
+def _interpreter(content: bytes, arena_size: int, decompression: int = 0):
     from tflite_micro.python.tflite_micro import runtime
 
-    return runtime.Interpreter.from_bytes(content, arena_size=arena_size)
+    return runtime.Interpreter.from_bytes(content, arena_size=arena_size,
+                                          alt_decompression_memory_size=decompression)
 
 
-def run_micro(tfl: TFLiteModel, inputs: list[np.ndarray], arena_size: int) -> list[np.ndarray]:
-    """Invoke the TFLite-Micro interpreter on already-quantized inputs."""
-    interpreter = _interpreter(tfl.content, arena_size)
+def decompression_bytes(tfl: TFLiteModel) -> int:
+    """Bytes of the alternate decompression buffer a compressed model needs:
+    the largest set of tensors one TFLM_DECODE op writes, each aligned to 16
+    bytes (the DECODE ops take turns in one buffer). 0 without DECODE ops."""
+    needed = 0
+    for op, _, outputs in tfl.operators:
+        if op == "TFLM_DECODE":
+            needed = max(needed, sum(
+                -(-int(np.prod(t.shape)) * np.dtype(NUMPY_TYPES.get(t.dtype, np.int8)).itemsize
+                  // _ARENA_ALIGNMENT) * _ARENA_ALIGNMENT for t in outputs))
+    return needed
+
+
+def run_micro(tfl: TFLiteModel, inputs: list[np.ndarray], arena_size: int,
+              decompression: int = 0) -> list[np.ndarray]:
+    """Invoke the TFLite-Micro interpreter on already-quantized inputs
+    (`decompression`: bytes of alternate decompression memory, for models
+    holding TFLM_DECODE ops; 0 decodes into the arena)."""
+    interpreter = _interpreter(tfl.content, arena_size, decompression)
     for i, value in enumerate(inputs):
         interpreter.set_input(value, i)
     interpreter.invoke()
@@ -118,7 +137,8 @@ class _Prober:
     its process when created again after one, so the user's process never
     tries a size that may fail."""
 
-    def __init__(self, tfl: TFLiteModel):
+    def __init__(self, tfl: TFLiteModel, decompression: int = 0):
+        self._decompression = decompression
         self._dir = tempfile.TemporaryDirectory()
         self._path = Path(self._dir.name) / "model.tflite"
         self._path.write_bytes(tfl.content)
@@ -128,7 +148,8 @@ class _Prober:
         root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tflite_export._micro_probe", str(self._path)],
+            [sys.executable, "-m", "tflite_export._micro_probe", str(self._path),
+             str(self._decompression)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, env=env)
 
@@ -169,11 +190,13 @@ def arena_works(tfl: TFLiteModel, size: int) -> bool:
         return prober.works(size)
 
 
-def find_arena_size(tfl: TFLiteModel, upper: int = 64 * 1024 * 1024) -> int:
+def find_arena_size(tfl: TFLiteModel, upper: int = 64 * 1024 * 1024,
+                    decompression: int = 0) -> int:
     """The smallest arena (bytes, a multiple of 16) in which TFLite-Micro both
-    allocates and invokes the model."""
+    allocates and invokes the model; with `decompression` bytes of alternate
+    decompression memory, decoded weights live there instead of the arena."""
     check_micro_compatible(tfl)
-    with _Prober(tfl) as prober:
+    with _Prober(tfl, decompression) as prober:
         high = 1024
         while not prober.works(high):
             if high >= upper:
@@ -250,6 +273,14 @@ class MicroArtifacts:
     model_h: Path
     resolver_h: Path
     model_bytes: int
+    # Alternate decompression buffer for TFLM_DECODE'd weights (0: none needed);
+    # `arena_bytes` is measured with a buffer of this size.
+    decompression_bytes: int = 0
+
+    @property
+    def ram_bytes(self) -> int:
+        """Arena plus decompression buffer: the RAM the model needs."""
+        return self.arena_bytes + self.decompression_bytes
 
     @property
     def files(self) -> list[Path]:
@@ -276,14 +307,25 @@ def _model_cc(ident: str, content: bytes) -> str:
     )
 
 
-def _model_h(ident: str, content: bytes, arena: int) -> str:
+def _model_h(ident: str, content: bytes, arena: int, decompression: int) -> str:
     guard = f"{ident.upper()}_MODEL_DATA_H_"
+    buffer = "" if not decompression else (
+        f"// Compressed weights (TFLM_DECODE) are decoded into this buffer; build\n"
+        f"// TFLite-Micro with USE_TFLM_COMPRESSION=1 and, before AllocateTensors():\n"
+        f"//   alignas(16) static uint8_t decompression_buffer[g_{ident}_decompression_buffer_size];\n"
+        f"//   static const tflite::MicroContext::AlternateMemoryRegion region = {{\n"
+        f"//       decompression_buffer, sizeof(decompression_buffer)}};\n"
+        f"//   interpreter.SetDecompressionMemory(&region, 1);\n"
+        f"// Without it the decoded weights take arena space instead.\n"
+        f"constexpr unsigned int g_{ident}_decompression_buffer_size = {decompression};\n")
+    with_buffer = " with that buffer" if decompression else ""
     return (
         f"#ifndef {guard}\n#define {guard}\n\n"
         f"// Generated by tflite_export.export_micro.\n"
         f"extern const unsigned char g_{ident}_model_data[];\n"
         f"constexpr unsigned int g_{ident}_model_data_size = {len(content)};\n"
-        f"// Smallest tensor arena measured with the TFLite-Micro interpreter.\n"
+        f"{buffer}"
+        f"// Smallest tensor arena measured with the TFLite-Micro interpreter{with_buffer}.\n"
         f"constexpr unsigned int g_{ident}_tensor_arena_size = {arena};\n\n"
         f"#endif  // {guard}\n"
     )
@@ -316,7 +358,10 @@ def export_micro(
     The header declares the 16-byte-aligned array, its length and the measured
     arena size (`g_<name>_tensor_arena_size`); the resolver header defines
     `<Name>OpResolver` (`MicroMutableOpResolver<N>`) and `Register<Name>Ops()`
-    adding exactly the model's N ops. Files are written atomically.
+    adding exactly the model's N ops. A model compressed by `compress_micro`
+    also gets `g_<name>_decompression_buffer_size` and, in a comment, the lines
+    that hand the interpreter that buffer; its arena is measured with it.
+    Files are written atomically.
 
     Raises:
         ValueError: the model cannot run on TFLite-Micro (the message says why).
@@ -329,14 +374,15 @@ def export_micro(
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"`out_dir` {out} exists and is not a directory.")
     ident = _c_identifier(name)
-    arena = find_arena_size(tfl)
+    decompression = decompression_bytes(tfl)
+    arena = find_arena_size(tfl, decompression=decompression)
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise PermissionError(f"`out_dir` {out} is not writable.")
     ops = tfl.ops
     texts = {
         out / f"{ident}_model_data.cc": _model_cc(ident, tfl.content),
-        out / f"{ident}_model_data.h": _model_h(ident, tfl.content, arena),
+        out / f"{ident}_model_data.h": _model_h(ident, tfl.content, arena, decompression),
         out / f"{ident}_op_resolver.h": _resolver_h(ident, ops),
     }
     # Render everything first, then write: a failure leaves no partial set.
@@ -347,4 +393,5 @@ def export_micro(
             os.replace(Path(staging) / path.name, path)
     paths = list(texts)
     return MicroArtifacts(name=ident, arena_bytes=arena, ops=tuple(ops), model_cc=paths[0],
-                          model_h=paths[1], resolver_h=paths[2], model_bytes=tfl.size)
+                          model_h=paths[1], resolver_h=paths[2], model_bytes=tfl.size,
+                          decompression_bytes=decompression)
