@@ -74,13 +74,18 @@ def test_deep_compression_benchmark_quick_run_fills_every_row(data_dir, tmp_path
 
     config = {"data_dir": str(data_dir), "float_epochs": 1, "prune_epochs": 1,
               "hold_epochs": 0, "cluster_epochs": 1, "qat_epochs": 1, "flash_epochs": 1,
-              "flash_qat_epochs": 1, "max_drop": 0.005}
+              "flash_qat_epochs": 1, "flash_prune_epochs": 1, "max_drop": 0.005}
     result = deep_compression.run_model("lenet_300_100", config)
-    assert [len(result["rows"][p]) for p in ("A", "B")] == [5, 2]
+    assert [len(result["rows"][p]) for p in ("A", "B")] == [6, 5]
     for row in result["rows"]["A"] + result["rows"]["B"]:
         assert 0 <= row["accuracy"] <= 1 and row["raw"] > 0 and row["gzip"] > 0
-    assert result["rows"]["B"][-1]["weight_types"] == ["INT4"]
+    assert result["rows"]["B"][1]["weight_types"] == ["INT4"]
     assert result["rows"]["A"][-1]["micro"] is not None
+    # compress_micro on the 96 %-sparse clustered model: smaller flash, decoded
+    # weights in a stated buffer, arena measured with it.
+    pruned, encoded = result["rows"]["A"][-3], result["rows"]["A"][-1]
+    assert encoded["raw"] < pruned["raw"] and encoded["decode_ram"] > 0 and encoded["arena"]
+    assert any(t["method"] != "dense" for t in result["encodings"]["A"])
     markdown = deep_compression.render([result], config)
     assert "### lenet_300_100: per stage" in markdown and "Han et al. 2016" in markdown
     deep_compression.plot([result], tmp_path / "plot.png")

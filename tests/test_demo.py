@@ -20,6 +20,10 @@ def test_demo_runs_recipe_to_int8_and_micro_and_writes_report(tmp_path):
     assert saved["fully_integer"] is True
     assert abs(saved["student_int8_litert_accuracy"] - saved["student_accuracy"]) <= 0.02
     assert saved["student_int8_micro_accuracy"] is not None
+    # The 50 %-sparse student's flash image is encoded: smaller than the int8 file.
+    assert saved["micro_flash_bytes"] < saved["sizes"]["student_int8"]
+    assert saved["micro_decompression_bytes"] > 0
+    assert any(t["method"] != "dense" for t in saved["micro_encodings"])
     for name in ("size_vs_accuracy.png", "student.keras", "student_int8.tflite",
                  "micro/student_model_data.cc", "android/student.tflite"):
         assert (tmp_path / name).is_file(), name

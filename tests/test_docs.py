@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 # Every module of both packages (entry points excluded: they run programs).
-_ENTRY_POINTS = {"keras_compress.demo", "tflite_export.__main__", "tflite_export._micro_probe"}
+_ENTRY_POINTS = {"keras_compress.demo", "tflite_export.__main__", "tflite_export._micro_probe",
+                 "tflite_export._decode_check"}
 MODULES = sorted(
     info.name
     for package in ("keras_compress", "tflite_export")

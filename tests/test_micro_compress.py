@@ -264,3 +264,20 @@ def test_export_micro_sizes_the_decompression_buffer_and_compiles(sparse_int8, t
     if shutil.which("g++"):
         subprocess.run(["g++", "-std=c++17", "-c", str(art.model_cc), "-o",
                         str(tmp_path / "model.o")], check=True, cwd=tmp_path / "out")
+
+
+def test_cli_micro_compress_writes_the_compressed_model(sparse_int8, tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    sparse_int8.save(tmp_path / "m.tflite")
+    done = subprocess.run([sys.executable, "-m", "tflite_export", "micro", "--tflite=m.tflite",
+                           "--out_dir=micro", "--name=sparse", "--compress"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert "| model |" in done.stdout and "decompression buffer" in done.stdout
+    header = (tmp_path / "micro" / "sparse_model_data.h").read_text()
+    size = int(re.search(r"g_sparse_model_data_size = (\d+);", header).group(1))
+    assert size < sparse_int8.size and "g_sparse_decompression_buffer_size" in header

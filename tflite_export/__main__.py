@@ -2,6 +2,7 @@
 
     python -m tflite_export convert --model=m.keras --mode=int8 --representative=x.npy --output=m.tflite
     python -m tflite_export micro --tflite=m.tflite --out_dir=micro/ --name=digits
+    python -m tflite_export micro --tflite=m.tflite --out_dir=micro/ --compress
     python -m tflite_export bench --tflite=m.tflite --x=x_test.npy --y=y_test.npy --out_dir=report/
 
 `.npy` files are read with `allow_pickle=False`. Errors print one line naming
@@ -32,6 +33,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("tflite", None, "micro/bench: input .tflite file.")
     flags.DEFINE_string("out_dir", None, "micro/bench: output folder.")
     flags.DEFINE_string("name", "model", "micro: C identifier prefix.")
+    flags.DEFINE_bool("compress", False, "micro: store each weight tensor in its smallest "
+                      "TFLite-Micro encoding first (compress_micro).")
+    flags.DEFINE_integer("ram_budget", None, "micro --compress: most bytes of decoded weights "
+                         "one op may need (the decompression buffer).")
     flags.DEFINE_string("x", None, "bench: .npy of float inputs (samples on axis 0).")
     flags.DEFINE_string("y", None, "bench: .npy of integer labels.")
     flags.DEFINE_integer("runs", 50, "bench: timed LiteRT runs.")
@@ -67,9 +72,16 @@ def run(command: str) -> str:
                 f"fully integer: {tfl.is_fully_integer}")
     if command == "micro":
         _require(tflite=FLAGS.tflite, out_dir=FLAGS.out_dir)
-        art = tflite_export.export_micro(FLAGS.tflite, FLAGS.out_dir, name=FLAGS.name)
-        return (f"wrote {', '.join(str(p) for p in art.files)}; arena {art.arena_bytes:,} "
-                f"bytes; ops {', '.join(art.ops)}")
+        tfl, table = tflite_export.TFLiteModel.load(FLAGS.tflite), ""
+        if FLAGS.compress:
+            compressed = tflite_export.compress_micro(tfl, ram_budget=FLAGS.ram_budget)
+            tfl, table = compressed.model, compressed.table() + "\n\n"
+        art = tflite_export.export_micro(tfl, FLAGS.out_dir, name=FLAGS.name)
+        buffer = (f"; decompression buffer {art.decompression_bytes:,} bytes"
+                  if art.decompression_bytes else "")
+        return (f"{table}wrote {', '.join(str(p) for p in art.files)}; model "
+                f"{art.model_bytes:,} bytes; arena {art.arena_bytes:,} bytes{buffer}; "
+                f"ops {', '.join(art.ops)}")
     _require(tflite=FLAGS.tflite, out_dir=FLAGS.out_dir)
     tfl = tflite_export.TFLiteModel.load(FLAGS.tflite)
     keras_model = None
