@@ -245,13 +245,13 @@ def compress_micro(tfl: TFLiteModel, ram_budget: int | None = None,
             entries.append(_dense(info, stored, f"no encoding shrinks it (best {best.method} "
                                                 f"{best.size:,} B + DECODE)"))
             continue
-        chosen[index] = (best, values, others, stored)
-    decoded = _fit_budget(tfl, chosen, consumers, ram_budget, entries)
-    for index, (best, values, others, stored) in chosen.items():
+        chosen[index] = _Choice(best, values, stored, others)
+    _fit_budget(tfl, chosen, consumers, ram_budget, entries)
+    for index, choice in chosen.items():
         info = tfl.tensors[index]
-        entries.append(TensorEncoding(info.name, index, info.dtype, best.method, stored,
-                                      best.size, decoded[index],
-                                      f"also measured: {others}" if others else ""))
+        entries.append(TensorEncoding(
+            info.name, index, info.dtype, choice.best.method, choice.stored, choice.best.size,
+            choice.decode_ram, f"also measured: {choice.others}" if choice.others else ""))
     entries.sort(key=lambda e: e.index)
     if not chosen:
         return MicroCompression(tfl, entries, tfl.size, 0)
@@ -261,45 +261,53 @@ def compress_micro(tfl: TFLiteModel, ram_budget: int | None = None,
     return MicroCompression(result, entries, tfl.size, decompression_bytes(result))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Choice:
+    """The encoding kept for one tensor, with what it replaces."""
+
+    best: encodings.Encoded
+    values: np.ndarray  # the decoded values (int8 for packed INT4)
+    stored: int  # bytes in the uncompressed model
+    others: str  # the other encodings' sizes, for the table
+
+    @property
+    def decode_ram(self) -> int:
+        return _aligned(int(self.values.nbytes))
+
+
 def _dense(info, stored: int, why: str) -> TensorEncoding:
     return TensorEncoding(info.name, info.index, info.dtype, "dense", stored, stored, 0, why)
 
 
-def _fit_budget(tfl, chosen: dict, consumers: dict, budget, entries: list):
-    """Drop encodings (least saving per byte of RAM first) until every op's decoded
-    inputs fit `budget`; returns each tensor's decoded RAM."""
-    decoded = {i: _aligned(int(v.nbytes)) for i, (_, v, _, _) in chosen.items()}
-
-    def per_op():
+def _fit_budget(tfl, chosen: dict, consumers: dict, budget, entries: list) -> None:
+    """Leave tensors dense, least saving per byte of RAM first, until the decoded
+    inputs of every op fit `budget` bytes (one DECODE op's outputs at a time)."""
+    if budget is None:
+        return
+    for i in sorted(chosen, key=lambda i: (chosen[i].stored - chosen[i].best.size)
+                    / chosen[i].decode_ram):
         totals = {}
-        for i in chosen:
-            for op in consumers[i]:
-                totals[op] = totals.get(op, 0) + decoded[i]
-        return totals
-
-    if budget is not None:
-        # Least saving per byte of RAM goes first.
-        for i in sorted(chosen, key=lambda i: (chosen[i][3] - chosen[i][0].size) / decoded[i]):
-            totals = per_op()
-            if all(totals[op] <= budget for op in consumers[i]):
-                continue
-            best, _, _, stored = chosen.pop(i)
-            entries.append(_dense(tfl.tensors[i], stored, f"{best.method} would save "
-                                                f"{stored - best.size:,} B but decoding needs "
-                                                f"{decoded[i]:,} B of RAM, over the budget of "
-                                                f"{budget:,} B"))
-    return decoded
+        for j in chosen:
+            for op in consumers[j]:
+                totals[op] = totals.get(op, 0) + chosen[j].decode_ram
+        if all(totals[op] <= budget for op in consumers[i]):
+            continue
+        choice = chosen.pop(i)
+        entries.append(_dense(tfl.tensors[i], choice.stored, (
+            f"{choice.best.method} would save {choice.stored - choice.best.size:,} B but "
+            f"decoding needs {choice.decode_ram:,} B of RAM, over the budget of {budget:,} B")))
 
 
 def _rewrite(mods, model, chosen: dict) -> bytes:
     editor, subgraph = mods["editor"], model.subgraphs[0]
     results = {}
-    for index, (best, values, _, _) in chosen.items():
-        tensor = subgraph.tensors[index]
+    for index, choice in chosen.items():
+        tensor, values = subgraph.tensors[index], choice.values
         if tensor.dtype != _editor_type(values.dtype):  # packed INT4 -> int8 values
             tensor.buffer = editor.Buffer(data=values.tobytes())
             tensor.dtype = _editor_type(values.dtype)
-        results[(0, index)] = mods["compressor"].CompressionResult(best.encoded, best.ancillary)
+        results[(0, index)] = mods["compressor"].CompressionResult(choice.best.encoded,
+                                                                   choice.best.ancillary)
     mods["decode_insert"].insert_decode_operators(model, results)
     # Work around the wheel's inserter: it clears the encoded tensor's
     # quantization wrapper, but build() keeps the copy read from the file, so
@@ -324,15 +332,15 @@ def _verify(original: TFLiteModel, compressed: TFLiteModel, chosen: dict, count:
         original.save(folder / "original.tflite")
         compressed.save(folder / "compressed.tflite")
         np.savez(folder / "tensors.npz", **{
-            f"t{index}": values for index, (_, values, _, _) in chosen.items()})
+            f"t{index}": choice.values for index, choice in chosen.items()})
         np.savez(folder / "encodings.npz", **{
-            f"t{index}": np.frombuffer(best.encoded + best.ancillary, np.uint8)
-            for index, (best, _, _, _) in chosen.items()})
+            f"t{index}": np.frombuffer(choice.best.encoded + choice.best.ancillary, np.uint8)
+            for index, choice in chosen.items()})
         (folder / "split.json").write_text(json.dumps({
-            f"t{index}": [len(best.encoded), list(original.tensors[index].zero_point),
+            f"t{index}": [len(choice.best.encoded), list(original.tensors[index].zero_point),
                           original.tensors[index].quantized_dimension,
                           list(original.tensors[index].scale)]
-            for index, (best, _, _, _) in chosen.items()}))
+            for index, choice in chosen.items()}))
         inputs = []
         for info in original.inputs:
             dtype = np.dtype(NUMPY_TYPES[info.dtype])
