@@ -13,6 +13,7 @@ on CIFAR-10 test images (identical outputs mean the suite's accuracy holds).
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -40,9 +41,10 @@ def committed_rows(case: str, store: Path = BASELINES) -> dict[str, Path]:
     """The newest committed row file of each of `ROWS` for `case`."""
     found = {}
     for row in ROWS:
-        files = sorted(store.glob(f"{case}-{row}-*.npz"), key=lambda p: p.stat().st_mtime)
+        files = [p for p in store.glob(f"{case}-{row}-*.npz")
+                 if re.fullmatch(rf"{re.escape(case)}-{re.escape(row)}-[0-9a-f]{{16}}\.npz", p.name)]
         if files:
-            found[row] = files[-1]
+            found[row] = max(files, key=lambda p: p.stat().st_mtime)
     return found
 
 

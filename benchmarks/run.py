@@ -43,7 +43,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
-from benchmarks import DATA_DIR, _baselines  # noqa: E402
+from benchmarks import DATA_DIR, _baselines, _keys  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "suite"
@@ -196,13 +196,14 @@ def _run_lengths(config: dict, case: dict) -> tuple:
 
 def _float_cache(config: dict, name: str, lengths: tuple, case: dict) -> Path | None:
     """Where this case's trained float weights are kept, or None (no cache).
-    The key covers everything the weights depend on, including the source of
-    `keras_compress/models.py`, so a changed model is retrained."""
+    The key covers everything the weights depend on: the case's recipe, and
+    the version of what the models and the float training compute
+    (`_keys.semantics("float")`), so a changed model is retrained and an
+    edited comment is not."""
     if not config.get("cache_dir"):
         return None
-    source = (REPO / "keras_compress" / "models.py").read_bytes()
     key = json.dumps([name, lengths, config["seed"], case["float"], case["batch"],
-                      case["dataset"], hashlib.sha256(source).hexdigest()])
+                      case["dataset"], _keys.semantics("float")])
     return Path(config["cache_dir"]) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
@@ -349,18 +350,8 @@ def _peer_step_times(setup: dict, float_weights) -> dict[str, float]:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# What a compressing row's trained artifact depends on besides the case and
-# its float baseline: the source it runs and the benchmark code that trains
-# it (a change to measuring or rendering keeps it). Our rows run all of
-# keras_compress/ and tflite_export/; TFMOT's peer only the model zoo, the
-# dataset loaders and tflite_export/ of ours, so a change to our pruning or
-# QAT does not retrain it (77 minutes for ResNet-8), and neither does a case
-# entry only our rows read.
-_ROW_CODE = ("load_case_data", "training_data", "tune_rate", "_compressing_model", "_compile",
-             "_fit_compressed")
-_PEER_CODE = ("load_case_data", "training_data", "tune_rate", "_run_peer")
-_PEER_SOURCES = ("keras_compress/models.py", "keras_compress/datasets.py",
-                 "benchmarks/_timing.py", "benchmarks/_tfmot_suite_peer.py")
+# Case entries only our rows read: a change to them does not retrain TFMOT's
+# row (77 minutes for ResNet-8).
 _OURS_ONLY = ("prune", "quantize", "distill")
 
 
@@ -393,18 +384,17 @@ def _row_cache(config: dict, name: str, label: str) -> Path | None:
     .tflite and what was measured in training: Keras accuracy, sparsity,
     conversion time; for TFMOT the peer's whole report), or None (no cache).
     The key covers the case's recipe, run lengths and seed, its float
-    baseline's key, the source of keras_compress/ and tflite_export/ and of
-    the code that trains the row, and for TFMOT the peer and the installed
-    tensorflow-model-optimization and tf-keras."""
+    baseline's key, and the version of what the row's training computes
+    (`_keys.semantics`: ours, or TFMOT's peer with its packages)."""
     case = CASES[name]
     images, _, float_epochs, *_ = lengths = _run_lengths(config, case)
     float_file = _float_cache(config, name, (images, float_epochs), case)
     if float_file is None:
         return None
-    digest = _CODE_DIGESTS["TFMOT" if label == "TFMOT" else "ours"]
+    meaning = _keys.semantics("tfmot" if label == "TFMOT" else "ours")
     if label == "TFMOT":
         case = {k: v for k, v in case.items() if k not in _OURS_ONLY}
-    key = json.dumps([label, name, lengths, config["seed"], case, float_file.name, digest],
+    key = json.dumps([label, name, lengths, config["seed"], case, float_file.name, meaning],
                      sort_keys=True)
     return float_file.with_name(
         f"{_row_prefix(name, label)}{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
@@ -877,39 +867,6 @@ def _accumulate(fresh: dict[str, dict], key: str, docs: Path) -> list[dict]:
     earlier = _report.load(key, docs).get("results", [])
     results = {**{r["case"]: r for r in earlier if r["case"] in CASES}, **fresh}
     return [results[name] for name in CASES if name in results]
-
-
-def _code_digests() -> dict[str, str]:
-    """The code part of the rows' keys ("ours" and "TFMOT"), taken once, when
-    this module is imported, from the code the run has loaded: a file edited
-    while a long run goes on does not change the key of a row it trains
-    later."""
-    import inspect
-    from importlib import metadata
-
-    module = sys.modules[__name__]
-
-    def digest(paths, functions):
-        hashed = hashlib.sha256()
-        for path in paths:
-            hashed.update(path.relative_to(REPO).as_posix().encode() + path.read_bytes())
-        for function in functions:
-            hashed.update(inspect.getsource(getattr(module, function)).encode())
-        return hashed
-
-    export_sources = sorted((REPO / "tflite_export").rglob("*.py"))
-    ours = digest(sorted((REPO / "keras_compress").rglob("*.py")) + export_sources, _ROW_CODE)
-    peer = digest([REPO / p for p in _PEER_SOURCES] + export_sources, _PEER_CODE)
-    for package in ("tensorflow-model-optimization", "tf-keras"):
-        try:
-            version = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            version = None
-        peer.update(f"{package}=={version}".encode())
-    return {"ours": ours.hexdigest(), "TFMOT": peer.hexdigest()}
-
-
-_CODE_DIGESTS = _code_digests()
 
 
 if __name__ == "__main__":
