@@ -422,3 +422,26 @@ def test_step_profile_sees_fake_quant_only_once_qat_is_on(data_dir):
     assert "| FakeQuantWithMinMaxVars | 0.000 |" in table and "quant_fc1" in table
     with pytest.raises(ValueError, match="phase"):
         step_profile.profile_case("lenet_300_100", "train", steps, str(data_dir))
+
+
+@pytest.mark.slow
+def test_micro_flash_encodes_a_committed_suite_row(data_dir):
+    """`benchmarks.micro_flash` on the committed ResNet-8 row (5 real CIFAR-10
+    images): less flash, outputs identical to the unencoded model."""
+    import numpy as np
+
+    import tflite_export
+    from benchmarks import micro_flash, run
+
+    rows = micro_flash.committed_rows("resnet8")
+    assert set(rows) == set(micro_flash.ROWS)
+    config = {"dataset": "cifar10", "data_dir": str(data_dir), "model": "resnet8", "seed": 0,
+              "train_images": 1, "test_images": 5}
+    _, (xt, yt) = run.load_case_data(config)
+    with np.load(rows["keras-compress"], allow_pickle=False) as stored:
+        tfl = tflite_export.TFLiteModel(stored["tflite"].tobytes(), mode="int8")
+    result = micro_flash.measure(tfl, xt, yt)
+    assert result["bytes_after"] < result["bytes_before"] and result["identical_outputs"]
+    assert result["decode_ram"] > 0 and result["arena_after"] > 0
+    markdown = micro_flash.render({"resnet8": {"keras-compress": result}}, 5)
+    assert "| resnet8 | keras-compress |" in markdown
