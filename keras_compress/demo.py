@@ -92,7 +92,6 @@ def run(dataset: str = "digits", data_dir: str | None = None, out: str = "keras_
     out_dir.mkdir(parents=True, exist_ok=True)
     (x, y), (xt, yt) = _load(dataset, data_dir)
     batch = 64
-    steps_per_epoch = -(-len(x) // batch)
     num_classes = int(max(y.max(), yt.max())) + 1
     print(f"{dataset}: {len(x)} training and {len(xt)} test images of shape {x.shape[1:]}")
 
@@ -125,7 +124,7 @@ def run(dataset: str = "digits", data_dir: str | None = None, out: str = "keras_
     # pixels, and its 1-3 input channels leave no room for N:M groups.
     train_model, callbacks = kc.recipe(
         _student(x.shape[1:], num_classes), teacher=teacher, sparsity=sparsity,
-        prune_epochs=(1, prune_end), steps_per_epoch=steps_per_epoch, structure=structure,
+        prune_epochs=(1, prune_end), structure=structure,
         skip_pruning=["conv1"], qat_from_epoch=qat_from, temperature=4.0, alpha=0.1)
     callbacks[0].per_layer_logs = False
     train_model.fit(x, y, batch_size=batch, epochs=epochs, verbose=1, callbacks=callbacks)

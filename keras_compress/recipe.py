@@ -14,7 +14,7 @@ teacher = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activatio
 student = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
                             keras.layers.Dense(4)])
 train_model, callbacks = kc.recipe(student, teacher=teacher, sparsity=0.8,
-                                   prune_epochs=(0, 2), qat_from_epoch=3, steps_per_epoch=8)
+                                   prune_epochs=(0, 2), qat_from_epoch=3)
 train_model.fit(x, y, batch_size=32, epochs=4, callbacks=callbacks, verbose=0)
 deployable = kc.strip(train_model)   # the student alone: zeros baked, BN folded, int8 ranges
 ```
@@ -67,8 +67,10 @@ def recipe(
             schedule over `prune_epochs`; None: no pruning.
         prune_epochs: (first, last) epoch of the sparsity ramp, inclusive of the
             start, exclusive of the end: masks are final when epoch `last` begins.
-        steps_per_epoch: optimizer steps per epoch (`ceil(len(x) / batch_size)`),
-            needed to place the pruning schedule.
+        steps_per_epoch: optimizer steps per epoch; optional: by default the
+            pruning schedule is placed when `fit` starts, from the steps per
+            epoch `fit` knows (a dataset of unknown length needs
+            `fit(..., steps_per_epoch=...)`).
         structure: "unstructured", "channel" or N:M such as "2:4".
         skip_pruning: layers to keep dense (names, classes or a callable).
         qat_from_epoch: first epoch with fake quantization (the masks are kept);
@@ -98,19 +100,16 @@ def recipe(
     callbacks: list[keras.callbacks.Callback] = []
     model = student
     if sparsity is not None:
-        if steps_per_epoch is None:
-            raise ValueError(
-                "`steps_per_epoch` (ceil(len(x) / batch_size)) is needed to place the "
-                "pruning schedule.")
-        _check_int("steps_per_epoch", steps_per_epoch, 1)
         if not isinstance(prune_epochs, (tuple, list)) or len(prune_epochs) != 2:
             raise ValueError(f"`prune_epochs` must be (first, last); received {prune_epochs!r}.")
         first, last = (_check_int("prune_epochs", e, 0) for e in prune_epochs)
         if last <= first:
             raise ValueError(f"`prune_epochs`={tuple(prune_epochs)}: last must come after first.")
-        begin, end = first * steps_per_epoch, last * steps_per_epoch
-        frequency = max(1, (end - begin) // 16)
-        schedule = PolynomialDecay(0.0, sparsity, begin, end, frequency=frequency)
+        # In epochs, resolved to steps by PruningCallback when fit starts (16
+        # mask updates over the ramp), unless the steps per epoch are given.
+        schedule = PolynomialDecay(0.0, sparsity, begin_epoch=first, end_epoch=last)
+        if steps_per_epoch is not None:
+            schedule = schedule.resolve(_check_int("steps_per_epoch", steps_per_epoch, 1))
         model = prune(model, schedule=schedule, structure=structure, skip=skip_pruning)
         callbacks.append(PruningCallback())
     if qat_from_epoch is not None:

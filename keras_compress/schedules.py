@@ -92,17 +92,69 @@ class PruningSchedule(Schedule):
     at `end_step` (so the final sparsity is reached even when
     `end_step - begin_step` is not a multiple of `frequency`; TFMOT can stop short
     of it). `end_step=-1` means "never stop updating".
+
+    The window can be given in epochs instead (`begin_epoch`, `end_epoch`):
+    `PruningCallback` turns it into steps when `fit` starts, from the steps per
+    epoch `fit` knows (`resolve(steps_per_epoch)`); `frequency=None` then means
+    16 mask updates over the window.
     """
 
-    def __init__(self, begin_step: int, end_step: int, frequency: int):
+    def __init__(self, begin_step: int | None, end_step: int | None, frequency: int | None,
+                 begin_epoch: int | None = None, end_epoch: int | None = None):
+        if begin_epoch is not None or end_epoch is not None:
+            if begin_step not in (None, 0) or end_step not in (None, -1):
+                raise ValueError("Give the pruning window in steps (`begin_step`, `end_step`) "
+                                 "or in epochs (`begin_epoch`, `end_epoch`), not both.")
+            self.begin_epoch = _check_int("begin_epoch", 0 if begin_epoch is None
+                                          else begin_epoch, 0)
+            self.end_epoch = _check_int("end_epoch", -1 if end_epoch is None else end_epoch, -1)
+            if self.end_epoch != -1 and self.end_epoch < self.begin_epoch:
+                raise ValueError(f"`end_epoch` ({end_epoch}) must be >= `begin_epoch` "
+                                 f"({begin_epoch}), or -1 to keep updating until training "
+                                 "stops.")
+            self.frequency = None if frequency is None else _check_int("frequency", frequency, 1)
+            self.begin_step = self.end_step = None
+            return
+        self.begin_epoch = self.end_epoch = None
         self.begin_step = _check_int("begin_step", begin_step, 0)
         self.end_step = _check_int("end_step", end_step, -1)
-        self.frequency = _check_int("frequency", frequency, 1)
+        self.frequency = _check_int("frequency", 100 if frequency is None else frequency, 1)
         if self.end_step != -1 and self.end_step < self.begin_step:
             raise ValueError(
                 f"`end_step` ({end_step}) must be >= `begin_step` ({begin_step}), "
                 "or -1 to keep updating until training stops."
             )
+
+    @property
+    def in_epochs(self) -> bool:
+        """Whether the window is in epochs, still to be resolved to steps."""
+        return self.begin_epoch is not None
+
+    def resolve(self, steps_per_epoch: int) -> "PruningSchedule":
+        """This schedule in optimizer steps (itself when already in steps)."""
+        if not self.in_epochs:
+            return self
+        spe = _check_int("steps_per_epoch", steps_per_epoch, 1)
+        begin = self.begin_epoch * spe
+        end = -1 if self.end_epoch == -1 else self.end_epoch * spe
+        frequency = self.frequency or (max(1, (end - begin) // 16) if end != -1 else spe)
+        config = {k: v for k, v in self.get_config().items()
+                  if k not in ("begin_epoch", "end_epoch")}
+        return type(self)(**{**config, "begin_step": begin, "end_step": end,
+                             "frequency": frequency})
+
+    def _window_config(self) -> dict[str, Any]:
+        if self.in_epochs:
+            return {"begin_epoch": self.begin_epoch, "end_epoch": self.end_epoch,
+                    "frequency": self.frequency}
+        return {"begin_step": self.begin_step, "end_step": self.end_step,
+                "frequency": self.frequency}
+
+    def _require_steps(self) -> None:
+        if self.in_epochs:
+            raise ValueError(
+                f"{self!r} is in epochs: `PruningCallback` resolves it to steps when `fit` "
+                "starts (or call `.resolve(steps_per_epoch)`).")
 
     @property
     def target_sparsity(self) -> float:
@@ -111,6 +163,7 @@ class PruningSchedule(Schedule):
 
     def should_update(self, step: int) -> bool:
         """Whether masks are recomputed before training step `step`."""
+        self._require_steps()
         if step < self.begin_step:
             return False
         if self.end_step != -1 and step > self.end_step:
@@ -119,6 +172,7 @@ class PruningSchedule(Schedule):
 
     def is_finished(self, step: int) -> bool:
         """Whether the schedule has made its last update before step `step`."""
+        self._require_steps()
         return self.end_step != -1 and step > self.end_step
 
 
@@ -131,6 +185,8 @@ class ConstantSparsity(PruningSchedule):
         begin_step: first step at which masks are computed.
         end_step: last step at which masks are recomputed (-1: until the end).
         frequency: masks are recomputed every `frequency` steps in between.
+        begin_epoch, end_epoch: the window in epochs instead of steps, resolved
+            when `fit` starts (`frequency` None: once an epoch).
 
     Example:
 
@@ -145,11 +201,16 @@ class ConstantSparsity(PruningSchedule):
     def __init__(
         self,
         target_sparsity: float,
-        begin_step: int = 0,
-        end_step: int = -1,
-        frequency: int = 100,
+        begin_step: int | None = 0,
+        end_step: int | None = -1,
+        frequency: int | None = 100,
+        *,
+        begin_epoch: int | None = None,
+        end_epoch: int | None = None,
     ):
-        super().__init__(begin_step, end_step, frequency)
+        if (begin_epoch is not None or end_epoch is not None) and frequency == 100:
+            frequency = None  # the default in steps; in epochs: once an epoch
+        super().__init__(begin_step, end_step, frequency, begin_epoch, end_epoch)
         self._target = _check_sparsity("target_sparsity", target_sparsity)
 
     @property
@@ -157,15 +218,11 @@ class ConstantSparsity(PruningSchedule):
         return self._target
 
     def __call__(self, step: int) -> float:
+        self._require_steps()
         return self._target
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "target_sparsity": self._target,
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
-            "frequency": self.frequency,
-        }
+        return {"target_sparsity": self._target, **self._window_config()}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -184,6 +241,8 @@ class PolynomialDecay(PruningSchedule):
         end_step: step at which `final_sparsity` is reached (> `begin_step`).
         power: exponent of the decay (3 is the paper's cubic schedule).
         frequency: masks are recomputed every `frequency` steps.
+        begin_epoch, end_epoch: the window in epochs instead of steps, resolved
+            when `fit` starts (`frequency` None: 16 updates over the window).
 
     Example:
 
@@ -192,6 +251,8 @@ class PolynomialDecay(PruningSchedule):
 
     schedule = PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1000)
     round(schedule(500), 4)   # 0.7875
+    by_epoch = PolynomialDecay(0.0, 0.9, begin_epoch=1, end_epoch=5)
+    by_epoch.resolve(steps_per_epoch=250).end_step     # 1250, as PruningCallback does
     ```
     """
 
@@ -199,18 +260,29 @@ class PolynomialDecay(PruningSchedule):
         self,
         initial_sparsity: float,
         final_sparsity: float,
-        begin_step: int,
-        end_step: int,
+        begin_step: int | None = None,
+        end_step: int | None = None,
         power: float = 3.0,
-        frequency: int = 100,
+        frequency: int | None = 100,
+        *,
+        begin_epoch: int | None = None,
+        end_epoch: int | None = None,
     ):
-        super().__init__(begin_step, end_step, frequency)
+        epochs = begin_epoch is not None or end_epoch is not None
+        if not epochs and (begin_step is None or end_step is None):
+            raise ValueError("PolynomialDecay needs its window: `begin_step` and `end_step`, "
+                             "or `begin_epoch` and `end_epoch`.")
+        if epochs and frequency == 100:
+            frequency = None  # the default in steps; in epochs: 16 updates
+        super().__init__(begin_step, end_step, frequency, begin_epoch, end_epoch)
         self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
-        if self.end_step == -1 or self.end_step <= self.begin_step:
+        first, last, unit = ((self.begin_epoch, self.end_epoch, "epoch") if epochs
+                             else (self.begin_step, self.end_step, "step"))
+        if last == -1 or last <= first:
             raise ValueError(
-                f"PolynomialDecay needs `end_step` > `begin_step`; received "
-                f"begin_step={begin_step}, end_step={end_step}."
+                f"PolynomialDecay needs `end_{unit}` > `begin_{unit}`; received "
+                f"begin_{unit}={first}, end_{unit}={last}."
             )
         if isinstance(power, bool) or not isinstance(power, (int, float)) or power <= 0:
             raise ValueError(f"`power` must be a positive number; received {power!r}.")
@@ -221,6 +293,7 @@ class PolynomialDecay(PruningSchedule):
         return self.final_sparsity
 
     def __call__(self, step: int) -> float:
+        self._require_steps()
         progress = (step - self.begin_step) / (self.end_step - self.begin_step)
         progress = min(1.0, max(0.0, progress))
         return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (
@@ -231,10 +304,8 @@ class PolynomialDecay(PruningSchedule):
         return {
             "initial_sparsity": self.initial_sparsity,
             "final_sparsity": self.final_sparsity,
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
             "power": self.power,
-            "frequency": self.frequency,
+            **self._window_config(),
         }
 
 

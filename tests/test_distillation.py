@@ -188,7 +188,8 @@ def test_distiller_arguments_are_checked(digits_split, kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(sparsity=0.5), "steps_per_epoch"),
+    # Steps per epoch are optional (placed when fit starts), but a bad count is named.
+    (dict(sparsity=0.5, steps_per_epoch=0), "steps_per_epoch"),
     (dict(sparsity=0.5, steps_per_epoch=10, prune_epochs=(3, 1)), "last must come after"),
     (dict(sparsity=1.0, steps_per_epoch=10), "sparsity"),
     (dict(freeze_bn_epoch=2), "qat_from_epoch"),

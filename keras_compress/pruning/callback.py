@@ -97,6 +97,18 @@ class PruningCallback(keras.callbacks.Callback):
                 f"PruningCallback: model '{self.model.name}' has no pruned layer. "
                 "Wrap it first with `keras_compress.prune(model, ...)`."
             )
+        epochs = [w for w in self._wrappers if w.schedule.in_epochs]
+        if epochs:
+            steps = (self.params or {}).get("steps")
+            if not steps:
+                raise ValueError(
+                    f"PruningCallback: layer '{epochs[0].layer.name}' prunes on a schedule in "
+                    f"epochs ({epochs[0].schedule!r}), but this fit does not know its steps "
+                    "per epoch (a dataset of unknown or infinite length): pass "
+                    "`steps_per_epoch` to `fit`, or give the schedule in steps.")
+            for wrapper in epochs:
+                # In steps from here on: a model saved mid-fit resumes on them.
+                wrapper.schedule = wrapper.schedule.resolve(steps)
         for wrapper in self._wrappers:
             if wrapper.built:
                 # Weights set since the last step (set_weights, a restored
