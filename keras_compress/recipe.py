@@ -48,6 +48,7 @@ def recipe(
     freeze_bn_epoch: int | None = None,
     skip_quantization: Any = None,
     weight_bits: int | dict = 8,
+    preserve: str = "auto",
     temperature: float | Schedule = 4.0,
     alpha: float | Schedule = 0.1,
     hints: Sequence[Sequence[str]] | None = None,
@@ -79,6 +80,8 @@ def recipe(
         skip_quantization: layers to keep float on purpose.
         weight_bits: QAT kernel bits, 8 or 4, for every layer or per layer
             (`{name or class: bits}`), as in `quantize`.
+        preserve: what QAT keeps of a stripped pruned or clustered student
+            (its zeros and shared values), as in `quantize`.
         temperature, alpha: distillation temperature and hard-label weight,
             numbers or schedules (per step, see `DistillationCallback`).
         hints: (teacher layer, student layer) pairs for feature distillation.
@@ -114,7 +117,8 @@ def recipe(
         callbacks.append(PruningCallback())
     if qat_from_epoch is not None:
         start = _check_int("qat_from_epoch", qat_from_epoch, 0)
-        model = quantize(model, weight_bits=weight_bits, skip=skip_quantization)
+        model = quantize(model, weight_bits=weight_bits, skip=skip_quantization,
+                         preserve=preserve)
         callbacks.append(QuantizationCallback(start_epoch=start, freeze_bn_epoch=freeze_bn_epoch))
     elif freeze_bn_epoch is not None or weight_bits != 8:
         raise ValueError("`freeze_bn_epoch` and `weight_bits` apply to QAT; set "

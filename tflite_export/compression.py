@@ -92,8 +92,8 @@ def compress_lut(tfl: TFLiteModel, max_index_bits: int = 7) -> LutCompression:
         compress = importlib.import_module("tflite_micro.tensorflow.lite.micro.compression.compress")
         spec = importlib.import_module("tflite_micro.tensorflow.lite.micro.compression.spec")
     except ImportError as exc:  # pragma: no cover - tflite-micro is a declared extra
-        raise ImportError("compress_lut needs the `tflite-micro` package: "
-                          "pip install keras-compress[micro]") from exc
+        raise ImportError("compress_lut needs the `tflite-micro` package (a dependency of "
+                          "keras-compress): pip install tflite-micro") from exc
     chosen, specs, seen = [], [], set()
     for op, inputs, _ in tfl.operators:
         if op not in _WEIGHT_OPS or len(inputs) < 2:

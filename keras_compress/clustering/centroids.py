@@ -3,7 +3,9 @@
 - "kmeans++": k-means++ seeding (Arthur & Vassilvitskii) then Lloyd iterations;
 - "linear": evenly spaced between the smallest and largest weight (Han et
   al. found this keeps the rare large weights that matter);
-- "density": quantiles of the weights (more centroids where weights are dense).
+- "density": quantiles of the weights (more centroids where weights are dense);
+- "values": the weights' own distinct values when there are at most `k` (a
+  stripped clustered model: nothing moves), else as "kmeans++".
 
 Example:
 
@@ -22,7 +24,7 @@ import numpy as np
 
 __all__ = ["INITS", "assign", "init_centroids"]
 
-INITS = ("kmeans++", "linear", "density")
+INITS = ("kmeans++", "linear", "density", "values")
 
 
 def assign(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -41,6 +43,10 @@ def init_centroids(values: np.ndarray, k: int, method: str = "kmeans++", seed: i
         raise ValueError(f"`init` must be one of {INITS}; received {method!r}.")
     if values.size == 0:
         return np.zeros(k, np.float32)
+    distinct = np.unique(values) if method == "values" else None
+    if distinct is not None and distinct.size <= k:
+        return np.concatenate([distinct, np.repeat(distinct[-1:], k - distinct.size)]).astype(
+            np.float32)
     lo, hi = float(values.min()), float(values.max())
     if method == "linear" or lo == hi:
         return np.linspace(lo, hi, k).astype(np.float32)

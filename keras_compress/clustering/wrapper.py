@@ -43,7 +43,8 @@ class ClusterWrapper(CompressionWrapper):
     Args:
         layer: a Dense/Conv-like layer (any layer `prune` supports).
         n_clusters: shared values per tensor (or per channel), 2-256.
-        init: "kmeans++", "linear" or "density".
+        init: "kmeans++", "linear", "density", or "values" (the kernel's own
+            distinct values when it holds at most `n_clusters`, else k-means++).
         per_channel: one set of centroids per output channel.
     """
 

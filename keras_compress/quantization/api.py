@@ -58,6 +58,7 @@ from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning.api import LayerSelector, _selector
 from keras_compress.pruning.wrapper import PruningWrapper
+from keras_compress.quantization import preserve as preserve_lib
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.wrapper import (
     QUANTIZABLE_LAYERS,
@@ -114,6 +115,7 @@ def quantize(
     fold_batchnorm: bool = True,
     momentum: float = 0.99,
     per_tensor_dense: bool = False,
+    preserve: str = "auto",
 ) -> keras.layers.Layer:
     """Return a QAT copy of `model` (the input model is not modified).
 
@@ -144,6 +146,16 @@ def quantize(
             and keeps them per tensor: a smaller flatbuffer and TFLite-Micro
             arena (no per-channel scales and multipliers) for some accuracy;
             for microcontroller targets with large Dense layers.
+        preserve: what of a stripped pruned or clustered model QAT keeps:
+            "auto" (default) keeps every exact zero and, where a kernel shares
+            few values (per kernel or per output channel), exactly those
+            values as trainable centroids; "zeros" keeps only the zeros;
+            "none" neither. What was kept is printed (see
+            `keras_compress.quantization.preserve`). Layers already wrapped by
+            `prune` or `cluster` keep their masks and centroids regardless.
+            A model whose Dense kernels share values per kernel has its Dense
+            kernels quantized per tensor (`per_tensor_dense`), so each keeps
+            at most that many int8 values.
 
     Raises:
         ValueError: for layers that cannot be quantized (all listed, each with
@@ -168,6 +180,18 @@ def quantize(
             "`weight_bits`=4 with `activation_bits`=16: TFLite's 16x8 models have int8 "
             "weights only; use 8-bit weights, or 4-bit weights with 8-bit activations.")
     model_walk.check_finite(model, "quantize")
+    kept = preserve_lib.find(model, preserve)
+    model = preserve_lib.wrap(model, kept)
+    shared = preserve_lib.shared_dense(model)
+    if kept or (shared and not per_tensor_dense):
+        notes = [k.describe() for k in kept]
+        if shared and not per_tensor_dense:
+            # The converter's per-tensor Dense mode is model-wide.
+            notes.append(f"Dense kernels quantized per tensor, so {', '.join(shared)} keep "
+                         "their shared values as that many int8 values")
+            per_tensor_dense = True
+        print("quantize keeps " + "; ".join(notes) + " (preserve='none' to let QAT move "
+              "stripped zeros and values)")
     if not model_walk.is_model(model):
         if skip is not None or isinstance(weight_bits, dict):
             raise ValueError("`skip` and per-layer `weight_bits` only apply to a model.")
