@@ -106,3 +106,28 @@ def test_datasets_with_and_without_a_known_length(digits_split, tmp_path):
     fresh.fit(unknown, epochs=2, steps_per_epoch=10, verbose=0,
               callbacks=[kc.PruningCallback()])
     assert _fc1_sparsity(fresh) == pytest.approx(0.6, abs=0.01)
+
+
+def test_every_callback_on_datasets_of_unknown_length(digits_split):
+    """The recipe's callbacks (pruning, QAT switch, distillation schedules) on a
+    batched tf.data.Dataset whose length fit cannot know (filtered): with the
+    pruning window in steps all run; in epochs, the error names the layer."""
+    (x, y), _ = digits_split
+    filtered = tf.data.Dataset.from_tensor_slices((x, y)).batch(64).filter(lambda a, b: True)
+    assert filtered.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    keras.utils.set_random_seed(2)
+    teacher = compile_classifier(small_cnn())
+    teacher.fit(filtered, epochs=1, verbose=0)
+    steps = -(-len(x) // 64)
+    train, callbacks = kc.recipe(small_cnn(), teacher=teacher, sparsity=0.5,
+                                 steps_per_epoch=steps, qat_from_epoch=1,
+                                 temperature=kc.schedules.Linear(4.0, 2.0, 0, 2 * steps))
+    assert {type(c).__name__ for c in callbacks} == {
+        "PruningCallback", "QuantizationCallback", "DistillationCallback"}
+    train.fit(filtered, epochs=2, verbose=0, callbacks=callbacks)
+    assert kc.sparsity(kc.strip(train)).overall == pytest.approx(0.5, abs=0.02)
+    assert float(train.temperature.numpy()) < 4.0
+    in_epochs, callbacks = kc.recipe(small_cnn(), teacher=teacher, sparsity=0.5,
+                                     qat_from_epoch=1)
+    with pytest.raises(ValueError, match="prunes on a schedule in epochs"):
+        in_epochs.fit(filtered, epochs=2, verbose=0, callbacks=callbacks)

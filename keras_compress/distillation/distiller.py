@@ -49,6 +49,26 @@ from keras_compress._wrapper_base import CompressionWrapper
 __all__ = ["Distiller"]
 
 
+def _unreduced(fn, target, pred):
+    """Per-sample values of loss `fn` (a `keras.losses.Loss` reduces them, and
+    under tf.distribute also divides by the replicas; the total loss is
+    divided once, by `_per_replica`)."""
+    return fn.call(target, pred) if isinstance(fn, keras.losses.Loss) else fn(target, pred)
+
+
+def _per_replica(loss):
+    """`loss` as Keras' own losses return it under tf.distribute: divided by
+    the number of replicas, whose gradients are then summed (so a fit on N
+    devices takes the steps one device would)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas
+    return loss
+
+
 def _check_alpha(alpha: Any) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"`alpha` (hard-label weight) must be in [0, 1]; received {alpha!r}.")
@@ -198,7 +218,7 @@ class Distiller(keras.distillation.Distiller):
         hard = 0.0
         if y is not None:
             values = keras.tree.flatten(keras.tree.map_structure(
-                lambda fn, target, pred: keras.ops.mean(fn(target, pred)),
+                lambda fn, target, pred: keras.ops.mean(_unreduced(fn, target, pred)),
                 self._student_loss, y, y_pred))
             hard = values[0] if len(values) == 1 else keras.ops.sum(keras.ops.stack(values))
         if self._teacher_with_hints is not None:
@@ -224,7 +244,7 @@ class Distiller(keras.distillation.Distiller):
         self.student_loss_tracker.update_state(hard)
         self.distillation_loss_tracker.update_state(soft)
         self.total_loss_tracker.update_state(total)
-        return total
+        return _per_replica(total)
 
     # ----------------------------------------------------------------- config
     def get_compile_config(self) -> dict[str, Any] | None:

@@ -287,12 +287,15 @@ class PruningWrapper(CompressionWrapper):
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) has no kernel to prune."
             )
+        # One count per global step: under tf.distribute every replica adds 1
+        # and the first replica's update is the one kept.
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
             dtype="int64",
             initializer="zeros",
             trainable=False,
+            aggregation="only_first_replica",
         )
 
     # ------------------------------------------------------------------- call

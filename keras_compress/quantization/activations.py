@@ -49,6 +49,23 @@ def _valid_range(lo, hi):
     return lo, hi
 
 
+
+def _across_replicas(lo, hi):
+    """The batch's range over every replica under tf.distribute, where each
+    replica sees a share of the global batch: all replicas then take the same
+    range, the one a single device would take. Elsewhere `(lo, hi)`."""
+    if keras.backend.backend() != "tensorflow":
+        return lo, hi
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return lo, hi
+    gathered = context.all_gather(tf.stack([lo, -hi])[None], axis=0)  # (replicas, 2)
+    extremes = tf.reduce_min(gathered, axis=0)
+    return extremes[0], -extremes[1]
+
+
 @keras.saving.register_keras_serializable(package="keras_compress")
 class ActivationQuantizer(keras.layers.Layer):
     """Fake-quantizes activations over a moving-average range.
@@ -86,14 +103,16 @@ class ActivationQuantizer(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape=None):
-        def scalar(name, value):
+        def scalar(name, value, aggregation="only_first_replica"):
             return self.add_weight(
                 name=name, shape=(), initializer=keras.initializers.Constant(value),
-                trainable=False, dtype="float32",
+                trainable=False, dtype="float32", aggregation=aggregation,
             )
 
-        self.min_value = scalar("min_value", 0.0)
-        self.max_value = scalar("max_value", 0.0)
+        # Under tf.distribute each replica observes its share of the batch: the
+        # range updates are averaged over replicas, so all hold one range.
+        self.min_value = scalar("min_value", 0.0, "mean")
+        self.max_value = scalar("max_value", 0.0, "mean")
         self.observed = scalar("observed", 0.0)
         self.enabled = scalar("enabled", 1.0)
         self.frozen = scalar("frozen", 0.0)
@@ -108,8 +127,8 @@ class ActivationQuantizer(keras.layers.Layer):
             # models the per-op cost of observing shows in the step time.
             observed = self.observed
             c = (1.0 - self.frozen * observed) * (1.0 - self.momentum * observed)
-            batch_lo = keras.ops.minimum(keras.ops.min(x), 0.0)
-            batch_hi = keras.ops.maximum(keras.ops.max(x), 0.0)
+            batch_lo, batch_hi = _across_replicas(keras.ops.minimum(keras.ops.min(x), 0.0),
+                                                  keras.ops.maximum(keras.ops.max(x), 0.0))
             lo = self.min_value + c * (batch_lo - self.min_value)
             hi = self.max_value + c * (batch_hi - self.max_value)
             self.min_value.assign(lo)
