@@ -82,20 +82,20 @@ REPO = Path(__file__).resolve().parents[1]
 # (same fit up to float nondeterminism; 2026-12-02): 85.00 / 84.93 / 85.07 %,
 # distilled 85.18 / 85.09 / 85.18 %: the target sits inside that spread.
 CASES = {
-    "lenet_300_100": dict(dataset="mnist", quick=(8000, 2000, 3, 1, 1),
+    "lenet_300_100": dict(dataset="mnist", quick=(4000, 300, 3, 1, 1),
                           full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
                           float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4,
                           quantize=dict(per_tensor_dense=True)),
-    "lenet5": dict(dataset="mnist", quick=(8000, 2000, 2, 1, 1),
+    "lenet5": dict(dataset="mnist", quick=(4000, 300, 2, 1, 1),
                    full=(8000, 2000, 20, 4, 2), sparsity=0.8, batch=64,
                    float=dict(optimizer="adam", lr=1e-3), tune_lr=5e-4,
                    quantize=dict(per_tensor_dense=True)),
-    "resnet8": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
+    "resnet8": dict(dataset="cifar10", quick=(2000, 100, 1, 1, 1),
                     full=(50000, 10000, 300, 8, 4), sparsity=0.3, batch=128,
                     float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=5e-5,
                     tune_decay="cosine", prune=dict(ranking="global"),
                     distill=dict(temperature=4.0, alpha=0.1)),
-    "ds_cnn": dict(dataset="cifar10", quick=(5000, 1000, 3, 1, 1),
+    "ds_cnn": dict(dataset="cifar10", quick=(2000, 100, 1, 1, 1),
                    full=(50000, 10000, 30, 4, 2), sparsity=0.5, batch=128,
                    float=dict(optimizer="sgd", lr=0.1, warmup=2), tune_lr=2e-4,
                    distill=dict(temperature=4.0, alpha=0.1)),
@@ -115,8 +115,11 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_bool("tfmot", True, "Run the TFMOT peer.")
+    flags.DEFINE_bool("distill", None, "Also run the distilled row of the cases that have one "
+                      "(default: with --full, not with --quick).")
     flags.DEFINE_integer("latency_runs", 100,
-                         "LiteRT timed runs per artifact (interleaved, in rounds of 5).")
+                         "LiteRT timed runs per artifact (interleaved, in rounds of 5; "
+                         "--quick takes at most 10).")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
     flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
@@ -244,6 +247,9 @@ def train_float(model, data: dict, recipe: dict, epochs: int, steps_per_epoch: i
 # now and then take twice as long; 7 rounds outvote those.
 TIMING_STEPS = 50
 TIMING_ROUNDS = 7
+# --quick (a smoke run of a few minutes) times one round of a few steps: its
+# step ratios are indicative only.
+QUICK_TIMING = (1, 10)
 # What results written before the round count was recorded used.
 _LEGACY_TIMING_ROUNDS = 3
 # How our QAT phase is timed: after the pruning schedule's last update, as in
@@ -317,7 +323,7 @@ def _run_peer(setup: dict, float_weights):
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
         peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
-                       "timing_steps": TIMING_STEPS, "output": str(Path(tmp) / "tfmot.tflite")}
+                       "output": str(Path(tmp) / "tfmot.tflite")}
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
                + os.environ.get("PYTHONPATH", "")}
         done = subprocess.run(
@@ -338,8 +344,7 @@ def _peer_step_times(setup: dict, float_weights) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
-        peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
-                       "timing_steps": TIMING_STEPS}
+        peer_config = {**setup, "weights": str(Path(tmp) / "float.npz")}
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
                + os.environ.get("PYTHONPATH", "")}
         done = subprocess.run(
@@ -392,6 +397,8 @@ def _row_cache(config: dict, name: str, label: str) -> Path | None:
     if float_file is None:
         return None
     meaning = _keys.semantics("tfmot" if label == "TFMOT" else "ours")
+    # The run lengths of this run are in the key; the other mode's are not.
+    case = {k: v for k, v in case.items() if k not in ("quick", "full")}
     if label == "TFMOT":
         case = {k: v for k, v in case.items() if k not in _OURS_ONLY}
     key = json.dumps([label, name, lengths, config["seed"], case, float_file.name, meaning],
@@ -436,7 +443,7 @@ def _cached_row(cached: Path | None, config: dict, compute):
     return tfl, meta
 
 
-def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str, float]:
+def _ours_step_times(name, case, setup, float_weights, x, y, steps) -> dict[str, float]:
     """Seconds per step of plain fit and of keras-compress' prune phase
     (quantizers observing, masks updating on the schedule) and QAT phase (fake
     quantization on, the schedule finished: final masks), and for a case
@@ -447,7 +454,8 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
     import keras_compress as kc
     from benchmarks._timing import fit_step_times
 
-    n = min(len(x), case["batch"] * TIMING_STEPS)
+    rounds, timing_steps = setup["timing_rounds"], setup["timing_steps"]
+    n = min(len(x), case["batch"] * timing_steps)
 
     def float_model():
         model = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
@@ -462,7 +470,7 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
                 schedule = kc.ConstantSparsity(case["sparsity"], 0, end_step=0)
             else:
                 schedule = kc.PolynomialDecay(0.0, case["sparsity"], 0,
-                                              (TIMING_ROUNDS + 1) * TIMING_STEPS,
+                                              (rounds + 1) * timing_steps,
                                               frequency=max(1, steps // 4))
             model = _compressing_model(name, case, float_weights, tuple(x.shape[1:]), schedule,
                                        teacher=float_model() if distill else None)
@@ -474,12 +482,12 @@ def _ours_step_times(name, case, config, float_weights, x, y, steps) -> dict[str
     runs = {"plain": (compiled(False), []),
             "prune": (compiled(True), [kc.PruningCallback(), kc.QuantizationCallback(start_epoch=1)]),
             "qat": (compiled(True, schedule_done=True), [kc.PruningCallback()])}
-    if case.get("distill"):
+    if case.get("distill") and setup.get("distill", True):
         runs["distill_prune"] = (compiled(True, True), [kc.PruningCallback(),
                                                         kc.QuantizationCallback(start_epoch=1)])
         runs["distill_qat"] = (compiled(True, True, schedule_done=True), [kc.PruningCallback()])
     times = fit_step_times(keras.callbacks.Callback, runs, x[:n], y[:n], case["batch"],
-                           rounds=TIMING_ROUNDS)
+                           rounds=rounds)
     return {f"{k}_step_s": v for k, v in times.items()}
 
 
@@ -508,7 +516,10 @@ def run_case(name: str, config: dict) -> dict:
              "lr_decay": case.get("tune_decay", "constant"),
              "sparsity": case["sparsity"], "float_epochs": float_epochs,
              "prune_epochs": prune_epochs,
-             "qat_epochs": qat_epochs, "timing_rounds": TIMING_ROUNDS,
+             "qat_epochs": qat_epochs,
+             "timing_rounds": TIMING_ROUNDS if config["full"] else QUICK_TIMING[0],
+             "timing_steps": TIMING_STEPS if config["full"] else QUICK_TIMING[1],
+             "distill": config.get("distill", True),
              "qat_timing": QAT_TIMING}
     (x, y), (xt, yt) = load_case_data(setup)
     keras.utils.set_random_seed(config["seed"])
@@ -569,13 +580,13 @@ def run_case(name: str, config: dict) -> dict:
 
     print(f"== {name}: keras-compress prune {case['sparsity']} + QAT", flush=True)
     artifacts["keras-compress"] = compress("keras-compress")
-    if case.get("distill"):
+    if case.get("distill") and config.get("distill", True):
         print(f"== {name}: keras-compress prune {case['sparsity']} + QAT, distilled from the "
               f"float baseline ({case['distill']})", flush=True)
         artifacts[DISTILLED] = compress(DISTILLED, teacher=base)
 
     print(f"== {name}: training-step cost, plain vs prune / QAT phase, interleaved", flush=True)
-    ours_times = _ours_step_times(name, case, config, float_weights, x, y, steps)
+    ours_times = _ours_step_times(name, case, setup, float_weights, x, y, steps)
 
     peer = None
     if config["tfmot"]:
@@ -646,17 +657,21 @@ def render(results: list[dict], config: dict) -> str:
              "artifact is measured here with LiteRT (1 thread, XNNPACK; the artifacts of a case "
              "timed interleaved, in rounds) and the TFLite-Micro interpreter. Step ratio: "
              "per-step time of the compressing fit / plain fit of the same framework, measured "
-             f"on {TIMING_STEPS} batches with fresh copies taking turns (the median of the "
+             f"on {TIMING_STEPS if config['full'] else QUICK_TIMING[1]} batches with fresh "
+             "copies taking turns (the median of the "
              "rounds each case states, after a warm-up), phases weighted by their epochs; each "
              "phase timed as the fit runs it (the prune phase with masks updating on the "
              "schedule's frequency, the QAT phase after its last update). The "
              "LeNets (Dense-heavy microcontroller models) are quantized with "
              "`per_tensor_dense=True`, TFMOT's choice for Dense; the CNNs per channel.", ""]
     if not config["full"]:
-        lines += ["The quick run only shows that every stage runs: its float baselines train "
-                  "a few epochs on a subset (the CIFAR-10 models stay far below their full-run "
-                  "accuracy, so a teacher distils little), and its step ratios come from few "
-                  "steps. The numbers that count are in the full run.", ""]
+        lines += ["The quick run only shows that every stage runs, in a few minutes: its "
+                  "float baselines train a few epochs on a subset (the CIFAR-10 models stay far "
+                  "below their full-run accuracy, so a teacher distils little), accuracy is "
+                  "measured on a few hundred test images, LiteRT latency on fewer runs, and "
+                  f"step ratios on one round of {QUICK_TIMING[1]} steps (indicative only); the "
+                  "distilled rows are skipped (`--distill` adds them). The numbers that count "
+                  "are in the full run.", ""]
     for r in results:
         s = r["setup"]
         lines += [f"### {r['case']} ({s['dataset']}: {s['train_images']:,} training, "
@@ -830,7 +845,8 @@ def main(argv) -> None:
     if unknown:
         raise app.UsageError(f"Unknown cases {sorted(unknown)}; known: {list(CASES)}.")
     config = {"full": FLAGS.full, "data_dir": FLAGS.data_dir, "tfmot": FLAGS.tfmot,
-              "latency_runs": FLAGS.latency_runs, "seed": FLAGS.seed,
+              "latency_runs": FLAGS.latency_runs if FLAGS.full else min(FLAGS.latency_runs, 10),
+              "seed": FLAGS.seed, "distill": FLAGS.full if FLAGS.distill is None else FLAGS.distill,
               "cache_dir": FLAGS.cache_dir, "baselines_dir": FLAGS.baselines_dir}
     if FLAGS.publish_baselines:
         if not (FLAGS.cache_dir and FLAGS.baselines_dir):

@@ -104,3 +104,16 @@ def test_committed_baselines_carry_the_current_keys():
     committed = [p.name for p in (REPO / "benchmarks" / "baselines").iterdir()
                  if re.fullmatch(r".+-[0-9a-f]{16}\.(npz|backup)", p.name)]
     assert committed and set(committed) <= keys, sorted(set(committed) - keys)
+
+
+def test_the_other_modes_run_lengths_leave_the_keys(monkeypatch):
+    """Retuning --quick does not retrain --full's rows (and the reverse)."""
+    from benchmarks import run
+
+    config = {"full": True, "seed": 0, "cache_dir": "cache"}
+    before = {label: run._row_cache(config, "resnet8", label)
+              for label in ("keras-compress", run.DISTILLED, "TFMOT")}
+    monkeypatch.setitem(run.CASES["resnet8"], "quick", (10, 10, 1, 1, 1))
+    assert {label: run._row_cache(config, "resnet8", label) for label in before} == before
+    monkeypatch.setitem(run.CASES["resnet8"], "full", (50000, 10000, 300, 8, 5))
+    assert run._row_cache(config, "resnet8", "keras-compress") != before["keras-compress"]

@@ -25,14 +25,14 @@ def _decode_alone(values: np.ndarray, encoded: bytes, ancillary: bytes, zero_poi
                                                                 model_editor)
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    from tflite_export.micro_compress import _editor_type
+    from tflite_export.micro_compress import editor_type
 
     quantization = None
     if scales:
         quantization = model_editor.Quantization(scales=list(scales),
                                                  zero_points=[int(z) for z in zero_points],
                                                  axis=int(axis))
-    tensor = model_editor.Tensor(shape=values.shape, dtype=_editor_type(values.dtype),
+    tensor = model_editor.Tensor(shape=values.shape, dtype=editor_type(values.dtype),
                                  data=values, name="decoded", quantization=quantization)
     dummy = model_editor.Tensor(shape=(1,), dtype=schema.TensorType.INT8, name="dummy")
     model = model_editor.Model(subgraphs=[model_editor.Subgraph(

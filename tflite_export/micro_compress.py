@@ -141,7 +141,7 @@ def _lut(mods, tensor, values: np.ndarray, info) -> encodings.Encoded | None:
         return None
     scratch = tensor.copy()
     scratch.buffer = mods["editor"].Buffer(data=values.tobytes())
-    scratch.dtype = _editor_type(values.dtype)
+    scratch.dtype = editor_type(values.dtype)
     mode = mods["spec"].PerChannel(axis=axis) if per_channel else mods["spec"].PerTensor()
     method = mods["spec"].LookUpTableCompression(index_bitwidth=bits, mode=mode)
     try:
@@ -151,7 +151,7 @@ def _lut(mods, tensor, values: np.ndarray, info) -> encodings.Encoded | None:
     return encodings.Encoded("lut", bytes(result.encoded_data), bytes(result.ancillary_data))
 
 
-def _editor_type(dtype: np.dtype) -> int:
+def editor_type(dtype: np.dtype) -> int:
     names = {np.int8: "INT8", np.int16: "INT16", np.int32: "INT32", np.int64: "INT64",
              np.float32: "FLOAT32", np.uint8: "UINT8", np.bool_: "BOOL"}
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
@@ -303,9 +303,9 @@ def _rewrite(mods, model, chosen: dict) -> bytes:
     results = {}
     for index, choice in chosen.items():
         tensor, values = subgraph.tensors[index], choice.values
-        if tensor.dtype != _editor_type(values.dtype):  # packed INT4 -> int8 values
+        if tensor.dtype != editor_type(values.dtype):  # packed INT4 -> int8 values
             tensor.buffer = editor.Buffer(data=values.tobytes())
-            tensor.dtype = _editor_type(values.dtype)
+            tensor.dtype = editor_type(values.dtype)
         results[(0, index)] = mods["compressor"].CompressionResult(choice.best.encoded,
                                                                    choice.best.ancillary)
     mods["decode_insert"].insert_decode_operators(model, results)
