@@ -80,13 +80,14 @@ def main(argv: list[str]) -> None:
              callbacks=[rate()])
 
     # Step cost, the protocol of benchmarks.run: fresh copies taking turns.
+    # (No rounds: --quick skips the step timing.)
     n = min(len(x), batch * config["timing_steps"])
     times = fit_step_times(tf_keras.callbacks.Callback, {
         "plain": (compiled(model_from_float()), []),
         "prune": (compiled(pruned_model((config["timing_rounds"] + 1) * config["timing_steps"])),
                   [sparsity.UpdatePruningStep()]),
         "qat": (compiled(pqat_model(stripped)), []),
-    }, x[:n], y[:n], batch, rounds=config["timing_rounds"])
+    }, x[:n], y[:n], batch, rounds=config["timing_rounds"]) if config["timing_rounds"] else {}
     keras_accuracy = float(pqat.evaluate(xt, yt, verbose=0)[1])
     began = time.perf_counter()
     tfl = tflite_export.convert(pqat, mode="int8", io_dtype="int8")

@@ -247,9 +247,9 @@ def train_float(model, data: dict, recipe: dict, epochs: int, steps_per_epoch: i
 # now and then take twice as long; 7 rounds outvote those.
 TIMING_STEPS = 50
 TIMING_ROUNDS = 7
-# --quick (a smoke run of a few minutes) times one round of a few steps: its
-# step ratios are indicative only.
-QUICK_TIMING = (1, 10)
+# --quick (a smoke run of a few minutes) skips the step timing (0 rounds):
+# one round of a few steps would only be noise, at a minute per CIFAR case.
+QUICK_TIMING = (0, 10)
 # What results written before the round count was recorded used.
 _LEGACY_TIMING_ROUNDS = 3
 # How our QAT phase is timed: after the pruning schedule's last update, as in
@@ -455,6 +455,8 @@ def _ours_step_times(name, case, setup, float_weights, x, y, steps) -> dict[str,
     from benchmarks._timing import fit_step_times
 
     rounds, timing_steps = setup["timing_rounds"], setup["timing_steps"]
+    if not rounds:
+        return {}
     n = min(len(x), case["batch"] * timing_steps)
 
     def float_model():
@@ -491,6 +493,13 @@ def _ours_step_times(name, case, setup, float_weights, x, y, steps) -> dict[str,
     return {f"{k}_step_s": v for k, v in times.items()}
 
 
+def _timing(config: dict) -> tuple[int, int]:
+    """(rounds, steps) of the step timing: the config's explicit `timing`
+    (tests), else --full's or --quick's (no rounds: no timing)."""
+    return config.get("timing") or ((TIMING_ROUNDS, TIMING_STEPS) if config["full"]
+                                    else QUICK_TIMING)
+
+
 def _step_ratios(times: dict, prune_epochs: int, qat_epochs: int) -> dict[str, float]:
     """Per-phase step ratios to plain fit, and the whole compressing fit's
     (phases weighted by their epochs)."""
@@ -517,8 +526,7 @@ def run_case(name: str, config: dict) -> dict:
              "sparsity": case["sparsity"], "float_epochs": float_epochs,
              "prune_epochs": prune_epochs,
              "qat_epochs": qat_epochs,
-             "timing_rounds": TIMING_ROUNDS if config["full"] else QUICK_TIMING[0],
-             "timing_steps": TIMING_STEPS if config["full"] else QUICK_TIMING[1],
+             "timing_rounds": _timing(config)[0], "timing_steps": _timing(config)[1],
              "distill": config.get("distill", True),
              "qat_timing": QAT_TIMING}
     (x, y), (xt, yt) = load_case_data(setup)
@@ -585,7 +593,9 @@ def run_case(name: str, config: dict) -> dict:
               f"float baseline ({case['distill']})", flush=True)
         artifacts[DISTILLED] = compress(DISTILLED, teacher=base)
 
-    print(f"== {name}: training-step cost, plain vs prune / QAT phase, interleaved", flush=True)
+    if setup["timing_rounds"]:
+        print(f"== {name}: training-step cost, plain vs prune / QAT phase, interleaved",
+              flush=True)
     ours_times = _ours_step_times(name, case, setup, float_weights, x, y, steps)
 
     peer = None
@@ -597,10 +607,13 @@ def run_case(name: str, config: dict) -> dict:
                                 lambda: trained.append(True) or _run_peer(setup, float_weights))
         if not trained:
             # The cached row's step times are another run's (maybe another
-            # machine's): TFMOT's steps are timed again, next to ours.
-            print(f"== {name}: TFMOT step cost, plain vs prune / PQAT (tf_keras subprocess)",
-                  flush=True)
-            peer = {**peer, **_peer_step_times(setup, float_weights)}
+            # machine's): TFMOT's steps are timed again, next to ours (or
+            # dropped, when this run times no steps).
+            peer = {k: v for k, v in peer.items() if not k.endswith("_step_s")}
+            if setup["timing_rounds"]:
+                print(f"== {name}: TFMOT step cost, plain vs prune / PQAT (tf_keras "
+                      "subprocess)", flush=True)
+                peer = {**peer, **_peer_step_times(setup, float_weights)}
         artifacts["TFMOT"] = (tfl, peer["conversion_s"], peer["keras_accuracy"], peer["sparsity"])
 
     # Latency of all artifacts interleaved, so their ratios share the machine's noise.
@@ -623,7 +636,7 @@ def run_case(name: str, config: dict) -> dict:
         distilled_times["plain_step_s"] = ours_times["plain_step_s"]
     for label, times in (("keras-compress", ours_times), ("TFMOT", peer),
                          (DISTILLED, distilled_times)):
-        if times and label in rows:
+        if times and "prune_step_s" in times and label in rows:
             rows[label].update(_step_ratios(times, prune_epochs, qat_epochs))
     for label in ("PTQ int8", "keras-compress", DISTILLED, "TFMOT"):
         if label in rows:
@@ -633,7 +646,7 @@ def run_case(name: str, config: dict) -> dict:
                                                       / rows["TFMOT"]["latency_ms"])
     return {"case": name, "setup": {k: v for k, v in setup.items() if k != "data_dir"},
             "float_bytes": float_bytes, "rows": rows, "peer": peer,
-            "plain_step_ms": 1e3 * ours_times["plain_step_s"]}
+            "plain_step_ms": 1e3 * ours_times["plain_step_s"] if ours_times else None}
 
 
 def render(results: list[dict], config: dict) -> str:
@@ -657,7 +670,7 @@ def render(results: list[dict], config: dict) -> str:
              "artifact is measured here with LiteRT (1 thread, XNNPACK; the artifacts of a case "
              "timed interleaved, in rounds) and the TFLite-Micro interpreter. Step ratio: "
              "per-step time of the compressing fit / plain fit of the same framework, measured "
-             f"on {TIMING_STEPS if config['full'] else QUICK_TIMING[1]} batches with fresh "
+             f"on {_timing(config)[1]} batches with fresh "
              "copies taking turns (the median of the "
              "rounds each case states, after a warm-up), phases weighted by their epochs; each "
              "phase timed as the fit runs it (the prune phase with masks updating on the "
@@ -668,10 +681,9 @@ def render(results: list[dict], config: dict) -> str:
         lines += ["The quick run only shows that every stage runs, in a few minutes: its "
                   "float baselines train a few epochs on a subset (the CIFAR-10 models stay far "
                   "below their full-run accuracy, so a teacher distils little), accuracy is "
-                  "measured on a few hundred test images, LiteRT latency on fewer runs, and "
-                  f"step ratios on one round of {QUICK_TIMING[1]} steps (indicative only); the "
-                  "distilled rows are skipped (`--distill` adds them). The numbers that count "
-                  "are in the full run.", ""]
+                  "measured on a few hundred test images and LiteRT latency on fewer runs; it "
+                  "skips the training-step timing (no step ratios) and the distilled rows "
+                  "(`--distill` adds them). The numbers that count are in the full run.", ""]
     for r in results:
         s = r["setup"]
         lines += [f"### {r['case']} ({s['dataset']}: {s['train_images']:,} training, "
@@ -695,7 +707,7 @@ def render(results: list[dict], config: dict) -> str:
                 f"{num(row.get('latency_vs_float'), '.2f')} | {num(row.get('step_ratio'), '.2f')} | "
                 f"{row['conversion_s']:.1f} | {num(row['arena'], ',')} |")
         ours = r["rows"]["keras-compress"]
-        if "latency_vs_tfmot" in ours:
+        if "latency_vs_tfmot" in ours and "prune_step_ratio" in ours:
             tfmot = r["rows"]["TFMOT"]
             lines += ["", f"keras-compress int8 latency / TFMOT int8 latency: "
                       f"{ours['latency_vs_tfmot']:.2f}. Step ratios by phase (median of "

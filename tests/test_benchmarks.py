@@ -99,7 +99,8 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
     from benchmarks import run
 
     config = {"full": False, "data_dir": str(data_dir), "tfmot": True, "latency_runs": 5,
-              "seed": 0, "sizes": (1000, 200, 1, 1, 1), "cache_dir": str(tmp_path / "cache")}
+              "seed": 0, "sizes": (1000, 200, 1, 1, 1), "cache_dir": str(tmp_path / "cache"),
+              "timing": (1, 10)}  # --quick itself times no steps
     result = run.run_case("lenet_300_100", config)
     rows = result["rows"]
     assert list(rows) == ["float32", "PTQ int8", "keras-compress", "TFMOT"]
@@ -320,7 +321,7 @@ def test_suite_distilled_row_on_resnet8(data_dir):
     from benchmarks import run
 
     config = {"full": False, "data_dir": str(data_dir), "tfmot": False, "latency_runs": 5,
-              "seed": 0, "sizes": (256, 64, 1, 1, 1)}
+              "seed": 0, "sizes": (256, 64, 1, 1, 1), "timing": (1, 10)}
     result = run.run_case("resnet8", config)
     rows = result["rows"]
     assert list(rows) == ["float32", "PTQ int8", "keras-compress", run.DISTILLED]
