@@ -313,46 +313,43 @@ def _fit_compressed(name: str, case: dict, setup: dict, data: dict, steps: int,
     return kc.strip(model)
 
 
-def _run_peer(setup: dict, float_weights):
-    """TFMOT's row from the peer subprocess: (its int8 TFLiteModel, the JSON
-    it printed)."""
+def _peer(module: str, setup: dict, float_weights, **extra) -> dict:
+    """Run TFMOT peer `module` (in a tf_keras subprocess) on the float weights;
+    returns the JSON it printed last. `extra` goes into its config, whose
+    temporary folder is `extra`'s `{tmp}` placeholder."""
     import numpy as np
-
-    import tflite_export
 
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
         peer_config = {**setup, "weights": str(Path(tmp) / "float.npz"),
-                       "output": str(Path(tmp) / "tfmot.tflite")}
+                       **{k: v.format(tmp=tmp) for k, v in extra.items()}}
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
                + os.environ.get("PYTHONPATH", "")}
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks._tfmot_suite_peer", json.dumps(peer_config)],
-            capture_output=True, text=True, env=env, cwd=REPO)
+        done = subprocess.run([sys.executable, "-m", module, json.dumps(peer_config)],
+                              capture_output=True, text=True, env=env, cwd=REPO)
         if done.returncode != 0:
-            raise RuntimeError(f"TFMOT peer failed: {done.stderr[-2000:]}")
-        peer = json.loads(done.stdout.strip().splitlines()[-1])
-        return tflite_export.TFLiteModel.load(peer_config["output"]), peer
+            raise RuntimeError(f"{module} failed: {done.stderr[-2000:]}")
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+        if "output" in extra:  # read the artifact before the folder goes
+            answer["tflite_bytes"] = Path(peer_config["output"]).read_bytes()
+        return answer
+
+
+def _run_peer(setup: dict, float_weights):
+    """TFMOT's row from the peer subprocess: (its int8 TFLiteModel, the JSON
+    it printed)."""
+    import tflite_export
+
+    peer = _peer("benchmarks._tfmot_suite_peer", setup, float_weights,
+                 output="{tmp}/tfmot.tflite")
+    return tflite_export.TFLiteModel(peer.pop("tflite_bytes")), peer
 
 
 def _peer_step_times(setup: dict, float_weights) -> dict[str, float]:
     """TFMOT's step times measured now, in the timing peer subprocess: for a
     TFMOT row whose training (and the timing done with it) came from the
-    cache. (`_run_peer` keeps its own subprocess code: its source is part of
-    the TFMOT row's key.)"""
-    import numpy as np
-
-    with tempfile.TemporaryDirectory() as tmp:
-        np.savez(Path(tmp) / "float.npz", **{f"w{i}": w for i, w in enumerate(float_weights)})
-        peer_config = {**setup, "weights": str(Path(tmp) / "float.npz")}
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
-               + os.environ.get("PYTHONPATH", "")}
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks._tfmot_timing_peer", json.dumps(peer_config)],
-            capture_output=True, text=True, env=env, cwd=REPO)
-        if done.returncode != 0:
-            raise RuntimeError(f"TFMOT timing peer failed: {done.stderr[-2000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+    cache."""
+    return _peer("benchmarks._tfmot_timing_peer", setup, float_weights)
 
 
 # Case entries only our rows read: a change to them does not retrain TFMOT's

@@ -373,22 +373,20 @@ class PruningWrapper(CompressionWrapper):
                 f"Layer '{self.layer.name}' prunes {len(self._targets)} kernels; "
                 f"received {len(new_masks)} masks."
             )
-        for (name, var, mask), new in zip(self._targets, new_masks):
-            new = np.asarray(new, dtype=mask.dtype)
+        new_masks = [np.asarray(new, dtype=mask.dtype)
+                     for (_, _, mask), new in zip(self._targets, new_masks)]
+        for (name, _, mask), new in zip(self._targets, new_masks):
             if new.shape != tuple(mask.shape):
                 raise ValueError(
                     f"Layer '{self.layer.name}': mask for {name} has shape "
                     f"{new.shape}, expected {tuple(mask.shape)}."
                 )
+        for (_, _, mask), new in zip(self._targets, new_masks):
             mask.assign(new)
-            var.assign(var.numpy() * new)
-        for (bias, bias_mask), new, axes in zip(
-            self._bias_targets, new_masks, self.output_axes
-        ):
+        for (_, bias_mask), new, axes in zip(self._bias_targets, new_masks, self.output_axes):
             other = tuple(a for a in range(new.ndim) if a not in {x % new.ndim for x in axes})
-            channel_keep = np.max(new, axis=other).reshape(-1).astype(bias_mask.dtype)
-            bias_mask.assign(channel_keep)
-            bias.assign(bias.numpy() * channel_keep)
+            bias_mask.assign(np.max(new, axis=other).reshape(-1).astype(bias_mask.dtype))
+        self.apply_masks()
 
     def apply_masks(self) -> None:
         """Zero the pruned entries of the kernels (and biases) again: after
