@@ -152,6 +152,8 @@ def _lut(mods, tensor, values: np.ndarray, info) -> encodings.Encoded | None:
 
 
 def editor_type(dtype: np.dtype) -> int:
+    """The TFLite schema's TensorType for a numpy dtype (as the `tflite-micro`
+    model editor takes it)."""
     names = {np.int8: "INT8", np.int16: "INT16", np.int32: "INT32", np.int64: "INT64",
              np.float32: "FLOAT32", np.uint8: "UINT8", np.bool_: "BOOL"}
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
