@@ -69,7 +69,8 @@ class LutCompression:
         return self.original_size - self.model.size
 
 
-def _bits(count: int) -> int:
+def index_bits(count: int) -> int:
+    """Bits of a look-up-table index over `count` values (at least 1)."""
     return max(1, math.ceil(math.log2(max(count, 1))))
 
 
@@ -110,7 +111,7 @@ def compress_lut(tfl: TFLiteModel, max_index_bits: int = 7) -> LutCompression:
             distinct = max(len(np.unique(channel)) for channel in values.reshape(len(values), -1))
         else:
             distinct = len(np.unique(values))
-        bits = _bits(distinct)
+        bits = index_bits(distinct)
         tables = (len(values) if use_channel else 1) * distinct
         if bits > max_index_bits or values.size * (8 - bits) / 8 <= tables + _OVERHEAD:
             continue  # would not shrink

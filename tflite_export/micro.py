@@ -102,6 +102,11 @@ def _interpreter(content: bytes, arena_size: int, decompression: int = 0):
                                           alt_decompression_memory_size=decompression)
 
 
+def aligned(size: int) -> int:
+    """`size` bytes rounded up to TFLite-Micro's 16-byte buffer alignment."""
+    return -(-size // _ARENA_ALIGNMENT) * _ARENA_ALIGNMENT
+
+
 def decompression_bytes(tfl: TFLiteModel) -> int:
     """Bytes of the alternate decompression buffer a compressed model needs:
     the largest set of tensors one TFLM_DECODE op writes, each aligned to 16
@@ -109,9 +114,9 @@ def decompression_bytes(tfl: TFLiteModel) -> int:
     needed = 0
     for op, _, outputs in tfl.operators:
         if op == "TFLM_DECODE":
-            needed = max(needed, sum(
-                -(-int(np.prod(t.shape)) * np.dtype(NUMPY_TYPES.get(t.dtype, np.int8)).itemsize
-                  // _ARENA_ALIGNMENT) * _ARENA_ALIGNMENT for t in outputs))
+            needed = max(needed, sum(aligned(
+                int(np.prod(t.shape)) * np.dtype(NUMPY_TYPES.get(t.dtype, np.int8)).itemsize)
+                for t in outputs))
     return needed
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -50,7 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from tflite_export import encodings
-from tflite_export.micro import decompression_bytes
+from tflite_export.compression import index_bits
+from tflite_export.micro import aligned, decompression_bytes
 from tflite_export.model import NUMPY_TYPES, TFLiteModel
 
 __all__ = ["METHODS", "MicroCompression", "TensorEncoding", "compress_micro"]
@@ -60,7 +60,6 @@ METHODS = ("lut", "prune", "huffman")
 # the ancillary and decoded tensor tables, the DECODE op's share. Measured on
 # converter output (about 250-350 B); used only to skip tensors that would not shrink.
 _OVERHEAD = 256
-_ALIGN = 16
 _MIN_BYTES = 64
 
 
@@ -110,10 +109,6 @@ class MicroCompression:
         return "\n".join(lines)
 
 
-def _aligned(n: int) -> int:
-    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
-
-
 def _micro_modules():
     try:
         from tflite_micro.tensorflow.lite.micro.compression import (compressor, constant_inputs,
@@ -136,7 +131,7 @@ def _lut(mods, tensor, values: np.ndarray, info) -> encodings.Encoded | None:
     slices = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1) if per_channel else [
         values.reshape(-1)]
     distinct = max(len(np.unique(s)) for s in slices)
-    bits = max(1, math.ceil(math.log2(distinct)))
+    bits = index_bits(distinct)
     if bits > 7:
         return None
     scratch = tensor.copy()
@@ -274,7 +269,7 @@ class _Choice:
 
     @property
     def decode_ram(self) -> int:
-        return _aligned(int(self.values.nbytes))
+        return aligned(int(self.values.nbytes))
 
 
 def _dense(info, stored: int, why: str) -> TensorEncoding:

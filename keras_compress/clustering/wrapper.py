@@ -87,12 +87,6 @@ class ClusterWrapper(CompressionWrapper):
     def _channels(self, shape) -> int:
         return int(np.prod([shape[a] for a in self._layout.output_axes]))
 
-    def _channel_major(self, w: np.ndarray) -> np.ndarray:
-        """`w` as (channels, rest): output-channel axes first."""
-        axes = [a % w.ndim for a in self._layout.output_axes]
-        rest = [a for a in range(w.ndim) if a not in axes]
-        return np.transpose(w, axes + rest).reshape(self._channels(w.shape), -1), axes + rest
-
     def initialize(self) -> None:
         """Cluster the layer's current kernel: centroids and nearest-centroid indices."""
         w = np.asarray(self._kernel.numpy(), np.float64)
@@ -106,7 +100,7 @@ class ClusterWrapper(CompressionWrapper):
             centroids = init_centroids(values, k, self.init)
             idx = assign(w.reshape(-1), centroids).reshape(w.shape)
         else:
-            rows, perm = self._channel_major(w)
+            rows, perm = prunable.channel_major(w, self._layout.output_axes)
             cents, idx_rows = [], []
             for c, row in enumerate(rows):
                 cent = init_centroids(row[row != 0], k, self.init)

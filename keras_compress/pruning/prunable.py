@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,3 +66,12 @@ def variable(layer: keras.layers.Layer, attr: str) -> keras.Variable | None:
         if isinstance(value, keras.Variable):
             return value
     return None
+
+
+def channel_major(kernel: np.ndarray, output_axes) -> tuple[np.ndarray, list[int]]:
+    """`kernel` as (output channels, rest), output-channel axes first, and the
+    axis order that produced it (to transpose back)."""
+    axes = [a % kernel.ndim for a in output_axes]
+    order = axes + [a for a in range(kernel.ndim) if a not in axes]
+    channels = int(np.prod([kernel.shape[a] for a in axes]))
+    return np.transpose(kernel, order).reshape(channels, -1), order

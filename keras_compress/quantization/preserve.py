@@ -68,15 +68,6 @@ class Preserved:
         return f"{self.layer}: {self.values} shared values {where}{zeros}"
 
 
-def _channel_rows(kernel: np.ndarray, layout) -> np.ndarray | None:
-    if not layout.output_axes:
-        return None
-    axes = [a % kernel.ndim for a in layout.output_axes]
-    rest = [a for a in range(kernel.ndim) if a not in axes]
-    channels = int(np.prod([kernel.shape[a] for a in axes]))
-    return np.transpose(kernel, axes + rest).reshape(channels, -1)
-
-
 def _inspect(layer: keras.layers.Layer, mode: str) -> Preserved | None:
     layouts = prunable.prunable_weights(layer)
     if not layouts or not layer.built:
@@ -88,7 +79,8 @@ def _inspect(layer: keras.layers.Layer, mode: str) -> Preserved | None:
         distinct = len(np.unique(nonzero))
         if 0 < distinct <= _MAX_SHARED and distinct * _MIN_USES <= nonzero.size:
             return Preserved(layer.name, "clusters", sparsity, max(2, distinct))
-        rows = _channel_rows(kernel, layouts[0])
+        rows = (prunable.channel_major(kernel, layouts[0].output_axes)[0]
+                if layouts[0].output_axes else None)
         if rows is not None and len(rows) > 1:
             per_row = [(len(np.unique(r[r != 0])), int(np.sum(r != 0))) for r in rows]
             most = max(d for d, _ in per_row)
