@@ -319,6 +319,41 @@ def test_micro_names_the_op_it_lacks(digits_split, tmp_path):
 
 
 # -------------------------------------------------------------------- Android
+def test_embedded_metadata(trained_cnn, digits_split, tmp_path):
+    """Metadata round-trips, replaces itself, and leaves the model's outputs
+    unchanged in LiteRT and in TFLite-Micro."""
+    import io
+    import zipfile
+
+    (x, _), (xt, _) = digits_split
+    tfl = tflite_export.convert(trained_cnn, mode="int8", representative_data=x[:100])
+    assert tflite_export.read_metadata(tfl) is None
+    content = tflite_export.embed_metadata(
+        tfl, name="digits", description="8x8 digits", version="2.1", author="kc",
+        license="Apache-2.0", mean=[0.5], std=[2.0], labels=list("0123456789"))
+    meta = tflite_export.read_metadata(content)
+    assert {k: meta[k] for k in ("name", "description", "version", "author", "license")} == {
+        "name": "digits", "description": "8x8 digits", "version": "2.1", "author": "kc",
+        "license": "Apache-2.0"}
+    assert meta["inputs"][0]["mean"] == [0.5] and meta["inputs"][0]["std"] == [2.0]
+    assert meta["outputs"][0]["labels_file"] == "labels.txt"
+    # associated files are a plain zip appended to the flatbuffer, as the standard asks
+    assert zipfile.ZipFile(io.BytesIO(content)).read("labels.txt").decode().split() == list(
+        "0123456789")
+    with_meta = tflite_export.TFLiteModel(content, mode="int8")
+    assert with_meta.ops == tfl.ops
+    for runtime in ("litert", "micro"):
+        np.testing.assert_array_equal(tflite_export.predict(with_meta, xt[:32], runtime),
+                                      tflite_export.predict(tfl, xt[:32], runtime))
+    # embedding again replaces the metadata instead of adding a second entry
+    again = tflite_export.embed_metadata(with_meta, name="v2")
+    assert tflite_export.read_metadata(again)["name"] == "v2"
+    assert [m.name for m in tflite_export.TFLiteModel(again)._fb.metadata].count(
+        b"TFLITE_METADATA") == 1
+    with pytest.raises(ValueError, match="`std` must not be zero"):
+        tflite_export.embed_metadata(tfl, std=0.0)
+
+
 def test_android_artifacts(trained_cnn, digits_split, tmp_path):
     import json
 
@@ -340,6 +375,13 @@ def test_android_artifacts(trained_cnn, digits_split, tmp_path):
     q = np.clip(np.round(xt[:1] / scale + zero), -128, 127).astype(np.int8)
     (out,) = runner(image=q).values()
     assert np.argmax(out[0]) == np.argmax(litert_predict(tfl, xt[:1])[0])
+    # the same file carries standard TFLite metadata with the labels packed inside
+    embedded = tflite_export.read_metadata(art.model.read_bytes())
+    assert embedded["name"] == "digits" and embedded["min_parser_version"] == "1.0.0"
+    assert embedded["inputs"][0]["content"] == "image"
+    assert embedded["inputs"][0]["color_space"] == "GRAYSCALE"
+    assert embedded["inputs"][0]["std"] == [1.0]
+    assert embedded["outputs"][0]["labels"] == [f"digit {i}" for i in range(10)]
     with pytest.raises(ValueError, match="`labels` has 3 entries.*10 classes"):
         tflite_export.export_android(tfl, tmp_path / "a2", labels=["a", "b", "c"])
     with pytest.raises(ValueError, match="`mean` has 2 values"):

@@ -15,8 +15,8 @@ Available now: `convert` (float32, float16, dynamic, int8 with int8/uint8 I/O,
 int16x8), `TFLiteModel` (op list, tensors, I/O quantization, sizes, atomic
 save), `export_micro` (aligned C array, op resolver, measured arena) and
 `benchmark`/`Report` and `compare_latency` (LiteRT and TFLite-Micro latency and accuracy, sizes;
-Markdown, JSON, PNG), and `export_android` (model, labels, normalization
-metadata), `predict` (run LiteRT or TFLite-Micro on a batch), and
+Markdown, JSON, PNG), and `export_android` (model with embedded TFLite metadata:
+labels, normalization; `embed_metadata`/`read_metadata`), `predict` (run LiteRT or TFLite-Micro on a batch), and
 `compress_micro` (per-tensor look-up-table, pruned or Huffman-coded weights
 that TFLite-Micro decodes; `encodings` holds the encoders).
 """
@@ -26,6 +26,7 @@ from tflite_export.benchmark import (BenchmarkResult, Latency, Report, benchmark
                                      compare_latency)
 from tflite_export.compression import CompressedTensor, LutCompression, compress_lut
 from tflite_export.converter import MODES, ConversionError, convert
+from tflite_export.metadata import embed_metadata, read_metadata
 from tflite_export.micro import (MicroArtifacts, decompression_bytes, export_micro,
                                  find_arena_size)
 from tflite_export.micro_compress import MicroCompression, TensorEncoding, compress_micro
@@ -53,8 +54,10 @@ __all__ = [
     "compress_micro",
     "convert",
     "decompression_bytes",
+    "embed_metadata",
     "export_android",
     "export_micro",
     "find_arena_size",
     "predict",
+    "read_metadata",
 ]

@@ -1,9 +1,11 @@
 """Android artifacts: the model plus what an app needs to feed it correctly.
 
-`tflite-support` metadata writers are stuck at old Python versions, so the
-metadata travels as a small JSON file beside the model instead of inside it:
-the signature key, input/output names, shapes, types and quantization, the
-input normalization `(pixel - mean) / std`, and the labels file.
+The `.tflite` carries standard TFLite metadata (`tflite_export.metadata`):
+name, description, version, input normalization `(pixel - mean) / std` and
+the labels packed inside, which Android Studio's model binding and the TFLite
+Support library read. Beside it, a labels file and a small JSON file for apps
+that read neither: the signature key, input/output names, shapes, types and
+quantization, the normalization and the ops.
 
 Example:
 
@@ -31,6 +33,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from tflite_export.metadata import _per_channel, embed_metadata
 from tflite_export.model import TensorInfo, TFLiteModel, write_atomic
 
 __all__ = ["export_android", "AndroidArtifacts"]
@@ -52,14 +55,6 @@ def _tensor(info: TensorInfo) -> dict:
             "scale": list(info.scale), "zero_point": list(info.zero_point)}
 
 
-def _per_channel(name: str, value: float | Sequence[float], channels: int) -> list[float]:
-    values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
-    if len(values) not in (1, channels):
-        raise ValueError(f"`{name}` has {len(values)} values; give one, or one per input "
-                         f"channel ({channels}).")
-    return values
-
-
 def export_android(
     tfl: TFLiteModel,
     out_dir: str | os.PathLike,
@@ -68,29 +63,26 @@ def export_android(
     labels: Sequence[str] | None = None,
     mean: float | Sequence[float] = 0.0,
     std: float | Sequence[float] = 1.0,
+    description: str = "",
+    version: str = "",
+    author: str = "",
+    license: str = "",  # noqa: A002 - the metadata schema's field name
 ) -> AndroidArtifacts:
-    """Write `<name>.tflite`, `<name>_labels.txt` and `<name>.json` to `out_dir`
-    (typically an app's `src/main/assets`). Files are written atomically.
+    """Write `<name>.tflite` (with embedded metadata and labels),
+    `<name>_labels.txt` and `<name>.json` to `out_dir` (typically an app's
+    `src/main/assets`). Files are written atomically.
 
     Raises:
         ValueError: labels that do not match the output size, a zero `std`, or
             normalization values that do not match the input channels.
     """
-    if not isinstance(tfl, TFLiteModel):
-        raise ValueError(f"`tfl` must be a TFLiteModel; received {type(tfl).__name__}.")
+    # validates the model, labels and normalization before anything is written
+    content = embed_metadata(tfl, name=name, description=description, version=version,
+                             author=author, license=license, mean=mean, std=std,
+                             labels=labels, labels_file=f"{name}_labels.txt")
     channels = tfl.inputs[0].shape[-1] if tfl.inputs[0].shape else 1
-    means = _per_channel("mean", mean, channels)
-    stds = _per_channel("std", std, channels)
-    if any(s == 0 for s in stds):
-        raise ValueError("`std` must not be zero.")
-    outputs = tfl.outputs[0].shape[-1] if tfl.outputs[0].shape else 1
-    if labels is not None:
-        labels = [str(label) for label in labels]
-        if len(labels) != outputs:
-            raise ValueError(f"`labels` has {len(labels)} entries but the model output "
-                             f"'{tfl.outputs[0].name}' has {outputs} classes.")
-        if any("\n" in label for label in labels):
-            raise ValueError("`labels` entries must not contain newlines.")
+    means, stds = _per_channel("mean", mean, channels), _per_channel("std", std, channels)
+    labels = None if labels is None else [str(label) for label in labels]
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"`out_dir` {out} exists and is not a directory.")
@@ -109,7 +101,7 @@ def export_android(
         "labels": labels_path.name if labels_path else None,
         "ops": tfl.ops,
     }
-    model_path = tfl.save(out / f"{name}.tflite")
+    model_path = write_atomic(out / f"{name}.tflite", content)
     if labels_path is not None:
         write_atomic(labels_path, ("\n".join(labels) + "\n").encode())
     meta_path = write_atomic(out / f"{name}.json", (json.dumps(metadata, indent=2) + "\n").encode())
