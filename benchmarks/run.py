@@ -43,7 +43,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
-from benchmarks import DATA_DIR, _baselines, _keys  # noqa: E402
+from benchmarks import DATA_DIR, _baselines, _keys, other_tools  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "suite"
@@ -104,7 +104,7 @@ CASES = {
 MLPERF_TINY_TARGET = 0.85
 # Row order of every case table (JSON keeps the rows sorted by name).
 DISTILLED = "keras-compress + distill"
-_ORDER = ["float32", "PTQ int8", "keras-compress", DISTILLED, "TFMOT"]
+_ORDER = ["float32", "PTQ int8", "keras-compress", DISTILLED, "TFMOT", *other_tools.LABELS]
 
 
 def _define_flags() -> None:
@@ -115,6 +115,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_bool("tfmot", True, "Run the TFMOT peer.")
+    flags.DEFINE_bool("other_tools", True, "Add the rows of Keras' own quantize + LiteRT "
+                      "export and of ai-edge-quantizer's recipes, on the float weights.")
     flags.DEFINE_bool("distill", None, "Also run the distilled row of the cases that have one "
                       "(default: with --full, not with --quick).")
     flags.DEFINE_integer("latency_runs", 100,
@@ -567,6 +569,15 @@ def run_case(name: str, config: dict) -> dict:
     artifacts["float32"] = (*convert(base, mode="float32"), accuracy(base), None)
     artifacts["PTQ int8"] = (*convert(base, mode="int8", io_dtype="int8",
                                       representative_data=x[:500]), accuracy(base), None)
+    other_failed = {}
+    if config.get("other_tools", True):
+        print(f"== {name}: other tools on the same float weights", flush=True)
+        found, other_failed = other_tools.artifacts(
+            lambda: getattr(kc.models, name)(input_shape=tuple(x.shape[1:])), float_weights,
+            artifacts["float32"][0], x[:200], xt, yt,
+            progress=lambda line: print(line, flush=True))
+        for label, (tfl, seconds, keras_acc) in found.items():
+            artifacts[label] = (tfl, seconds, keras_acc, None)
 
     def compress(label: str, teacher=None):
         """keras-compress' prune + QAT row `label` (distilled from `teacher`
@@ -627,6 +638,11 @@ def run_case(name: str, config: dict) -> dict:
             "gzip_ratio": float_bytes / tfl.gzip_size, "latency_ms": latency[label].median_ms,
             "conversion_s": seconds, "arena": result.arena_bytes, "sparsity": sparsity,
             "fully_integer": tfl.is_fully_integer}
+        if label in other_tools.LABELS and result.micro_accuracy is None:
+            rows[label]["micro_note"] = _micro_refusal(tfl)
+    if "AEQ static_wi8_ai16" in rows:
+        rows["AEQ static_wi8_ai16"]["litert_unquantized_input"] = other_tools.raw_int16_accuracy(
+            artifacts["AEQ static_wi8_ai16"][0], xt, yt)
     distilled_times = {k[len("distill_"):]: v for k, v in ours_times.items()
                        if k.startswith("distill_")}
     if distilled_times:
@@ -635,7 +651,7 @@ def run_case(name: str, config: dict) -> dict:
                          (DISTILLED, distilled_times)):
         if times and "prune_step_s" in times and label in rows:
             rows[label].update(_step_ratios(times, prune_epochs, qat_epochs))
-    for label in ("PTQ int8", "keras-compress", DISTILLED, "TFMOT"):
+    for label in ("PTQ int8", "keras-compress", DISTILLED, "TFMOT", *other_tools.LABELS):
         if label in rows:
             rows[label]["latency_vs_float"] = rows[label]["latency_ms"] / rows["float32"]["latency_ms"]
     if peer:
@@ -643,7 +659,37 @@ def run_case(name: str, config: dict) -> dict:
                                                       / rows["TFMOT"]["latency_ms"])
     return {"case": name, "setup": {k: v for k, v in setup.items() if k != "data_dir"},
             "float_bytes": float_bytes, "rows": rows, "peer": peer,
+            "other_tools_failed": other_failed,
             "plain_step_ms": 1e3 * ours_times["plain_step_s"] if ours_times else None}
+
+
+def _micro_refusal(tfl) -> str:
+    """Why TFLite-Micro does not run `tfl`, in one line."""
+    from tflite_export import micro
+
+    try:
+        micro.check_micro_compatible(tfl)
+    except (ValueError, RuntimeError) as exc:
+        return str(exc).splitlines()[0]
+    return "allocation or invocation failed"
+
+
+def _other_tools_notes(result: dict) -> list[str]:
+    """What the table cannot say about the other tools' rows: those that have
+    no artifact, where TFLite-Micro refused an artifact, the 16x8 input."""
+    notes = [f"{label}: no artifact ({why})"
+             for label, why in result.get("other_tools_failed", {}).items()]
+    for label, row in _ordered_rows(result):
+        if label in other_tools.LABELS and row.get("micro_note"):
+            notes.append(f"{label}: TFLite-Micro does not run it ({row['micro_note']})")
+    row = result["rows"].get("AEQ static_wi8_ai16")
+    if row and row.get("litert_unquantized_input") is not None:
+        notes.append(
+            f"AEQ static_wi8_ai16 takes int16 input: {100 * row['litert']:.2f} % with the "
+            "input quantized by its scale and zero point, "
+            f"{100 * row['litert_unquantized_input']:.2f} % when the float pixels are cast to "
+            "int16 instead (all become 0 or 1): a misuse, not a defect of the recipe")
+    return ["", *[f"- {n}." for n in notes]] if notes else []
 
 
 def render(results: list[dict], config: dict) -> str:
@@ -673,7 +719,12 @@ def render(results: list[dict], config: dict) -> str:
              "phase timed as the fit runs it (the prune phase with masks updating on the "
              "schedule's frequency, the QAT phase after its last update). The "
              "LeNets (Dense-heavy microcontroller models) are quantized with "
-             "`per_tensor_dense=True`, TFMOT's choice for Dense; the CNNs per channel.", ""]
+             "`per_tensor_dense=True`, TFMOT's choice for Dense; the CNNs per channel. "
+             "The tools users would pick instead, post-training on the same float weights: "
+             "`Keras int8` / `Keras int4` (Keras 3's `model.quantize(mode)` then "
+             "`model.export(format=\"litert\")`; its Keras column is the quantized Keras "
+             "model) and `AEQ <recipe>` (ai-edge-quantizer on the float `.tflite`, calibrated "
+             "on 200 training images where the recipe needs it).", ""]
     if not config["full"]:
         lines += ["The quick run only shows that every stage runs, in a few minutes: its "
                   "float baselines train a few epochs on a subset (the CIFAR-10 models stay far "
@@ -703,6 +754,7 @@ def render(results: list[dict], config: dict) -> str:
                 f"{row['gzip_ratio']:.1f}x | {row['latency_ms']:.3f} | "
                 f"{num(row.get('latency_vs_float'), '.2f')} | {num(row.get('step_ratio'), '.2f')} | "
                 f"{row['conversion_s']:.1f} | {num(row['arena'], ',')} |")
+        lines += _other_tools_notes(r)
         ours = r["rows"]["keras-compress"]
         if "latency_vs_tfmot" in ours and "prune_step_ratio" in ours:
             tfmot = r["rows"]["TFMOT"]
@@ -854,6 +906,7 @@ def main(argv) -> None:
     if unknown:
         raise app.UsageError(f"Unknown cases {sorted(unknown)}; known: {list(CASES)}.")
     config = {"full": FLAGS.full, "data_dir": FLAGS.data_dir, "tfmot": FLAGS.tfmot,
+              "other_tools": FLAGS.other_tools,
               "latency_runs": FLAGS.latency_runs if FLAGS.full else min(FLAGS.latency_runs, 10),
               "seed": FLAGS.seed, "distill": FLAGS.full if FLAGS.distill is None else FLAGS.distill,
               "cache_dir": FLAGS.cache_dir, "baselines_dir": FLAGS.baselines_dir}

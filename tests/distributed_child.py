@@ -8,8 +8,9 @@ and TF_CONFIG must be set before TensorFlow starts).
 `local`: MirroredStrategy over DEVICES logical CPU devices (1: the default
 strategy) runs SCENARIO (prune, qat, distill, recipe) and saves the model's
 weights, masks and predictions. `worker`: one worker of a
-MultiWorkerMirroredStrategy runs a prune + QAT fit, strips and converts the
-model to int8, and writes its ops and tensor shapes.
+MultiWorkerMirroredStrategy runs a prune + QAT training (a custom loop: Keras
+3's `fit` fails under that strategy, keras-team/keras#20585), strips and
+converts the model to int8, and writes its ops, tensor shapes and masks.
 """
 
 import json
@@ -91,21 +92,61 @@ def local(devices: int, scenario: str, out: str) -> None:
     np.savez(out, **arrays)
 
 
+def custom_loop(model, callbacks, epochs: int, strategy, x, y) -> None:
+    """`model.fit` written out with `strategy.run`: Keras 3's `fit` cannot run
+    under MultiWorkerMirroredStrategy (keras-team/keras#20585), a loop of
+    TensorFlow's own can, and it drives the callbacks as `fit` would."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).with_options(options)
+    batches = strategy.experimental_distribute_dataset(dataset)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+
+    @tf.function
+    def train_step(xb, yb):
+        def replica_step(xb, yb):
+            with tf.GradientTape() as tape:
+                loss = tf.nn.compute_average_loss(loss_fn(yb, model(xb, training=True)),
+                                                  global_batch_size=BATCH)
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        return strategy.reduce("SUM", strategy.run(replica_step, (xb, yb)), axis=None)
+
+    steps = -(-len(x) // BATCH)
+    hooks = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps)
+    hooks.on_train_begin()
+    for epoch in range(epochs):
+        hooks.on_epoch_begin(epoch)
+        for step, (xb, yb) in enumerate(batches):
+            hooks.on_train_batch_begin(step)
+            loss = train_step(xb, yb)
+            hooks.on_train_batch_end(step, {"loss": loss})
+        hooks.on_epoch_end(epoch, {})
+    hooks.on_train_end()
+
+
 def worker(out: str) -> None:
     import tflite_export
 
-    x, y, _ = _data()
+    x, y, xt = _data()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model, callbacks, epochs = build("qat", x, y)
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, shuffle=False,
-              callbacks=callbacks)
-    tfl = tflite_export.convert(kc.strip(model), mode="int8", io_dtype="int8")
+        custom_loop(model, callbacks, epochs, strategy, x, y)
+    stripped = kc.strip(model)
+    tfl = tflite_export.convert(stripped, mode="int8", io_dtype="int8")
+    masks = [np.asarray(v.numpy()) for v in model.weights if "mask" in v.path]
     Path(out).write_text(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "ops": tfl.ops, "fully_integer": tfl.is_fully_integer,
         "tensors": sorted([t.dtype, list(t.shape)] for t in tfl.tensors),
-        "sparsity": kc.sparsity(model).overall}))
+        "sparsity": kc.sparsity(model).overall,
+        "masks": [m.tolist() for m in masks],
+        "weights": [float(np.sum(np.abs(w))) for w in stripped.get_weights()],
+        "accuracy_on_train": float(np.mean(np.argmax(stripped.predict(x, verbose=0), 1) == y)),
+        "pruning_steps": [int(v.numpy()) for v in model.weights if "pruning_step" in v.path]}))
 
 
 if __name__ == "__main__":

@@ -100,7 +100,8 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
 
     config = {"full": False, "data_dir": str(data_dir), "tfmot": True, "latency_runs": 5,
               "seed": 0, "sizes": (1000, 200, 1, 1, 1), "cache_dir": str(tmp_path / "cache"),
-              "timing": (1, 10)}  # --quick itself times no steps
+              "timing": (1, 10),  # --quick itself times no steps
+              "other_tools": False}  # test_suite_other_tools_rows
     result = run.run_case("lenet_300_100", config)
     rows = result["rows"]
     assert list(rows) == ["float32", "PTQ int8", "keras-compress", "TFMOT"]
@@ -132,6 +133,36 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
     for phase in ("plain", "prune", "qat"):
         assert second[f"{phase}_step_s"] > 0
         assert second[f"{phase}_step_s"] != first[f"{phase}_step_s"], phase
+
+
+def test_suite_other_tools_rows(data_dir, tmp_path):
+    """The rows of Keras' own quantize + LiteRT export and of ai-edge-quantizer's
+    recipes: each is an artifact measured like the others, or a note saying
+    why it has none; the 16x8 recipe's accuracy holds when its int16 input is
+    quantized, and a plain cast is shown to be the misuse."""
+    from benchmarks import other_tools, run
+
+    config = {"full": False, "data_dir": str(data_dir), "tfmot": False, "latency_runs": 5,
+              "seed": 0, "sizes": (1000, 200, 1, 1, 1), "cache_dir": str(tmp_path / "cache"),
+              "timing": (0, 10), "distill": False}
+    result = run.run_case("lenet5", config)
+    rows, failed = result["rows"], result["other_tools_failed"]
+    assert set(rows) | set(failed) == {"float32", "PTQ int8", "keras-compress",
+                                       *other_tools.LABELS}
+    assert failed.keys() <= {"Keras int8"}  # Keras 3.15's int8 export fails in the converter
+    for label in set(rows) & set(other_tools.LABELS):
+        assert rows[label]["raw"] > 0 and rows[label]["latency_ms"] > 0, label
+    a8w8 = rows["AEQ static_wi8_ai8"]
+    assert a8w8["fully_integer"] and a8w8["micro"] is not None
+    assert abs(a8w8["litert"] - rows["PTQ int8"]["litert"]) <= 0.05
+    for label in ("AEQ dynamic_wi4_afp32", "AEQ weight_only_wi4_afp32"):
+        assert not rows[label]["fully_integer"] and rows[label]["micro_note"], label
+    a16 = rows["AEQ static_wi8_ai16"]
+    assert a16["litert"] >= rows["float32"]["litert"] - 0.05
+    assert a16["litert_unquantized_input"] < a16["litert"] - 0.3
+    markdown = run.render([result], config)
+    assert "| AEQ static_wi8_ai8 |" in markdown and "a misuse, not a defect" in markdown
+    run.plot([result], tmp_path / "suite.png")
 
 
 def test_suite_runs_of_separate_cases_keep_each_others_results(tmp_path):
