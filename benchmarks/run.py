@@ -115,8 +115,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_bool("tfmot", True, "Run the TFMOT peer.")
-    flags.DEFINE_bool("other_tools", True, "Add the rows of Keras' own quantize + LiteRT "
-                      "export and of ai-edge-quantizer's recipes, on the float weights.")
+    flags.DEFINE_bool("other_tools", None, "Add the rows of Keras' own quantize + LiteRT "
+                      "export and of ai-edge-quantizer's recipes, on the float weights "
+                      "(default: with --full, not with --quick).")
     flags.DEFINE_bool("distill", None, "Also run the distilled row of the cases that have one "
                       "(default: with --full, not with --quick).")
     flags.DEFINE_integer("latency_runs", 100,
@@ -730,8 +731,9 @@ def render(results: list[dict], config: dict) -> str:
                   "float baselines train a few epochs on a subset (the CIFAR-10 models stay far "
                   "below their full-run accuracy, so a teacher distils little), accuracy is "
                   "measured on a few hundred test images and LiteRT latency on fewer runs; it "
-                  "skips the training-step timing (no step ratios) and the distilled rows "
-                  "(`--distill` adds them). The numbers that count are in the full run.", ""]
+                  "skips the training-step timing (no step ratios), the distilled rows "
+                  "(`--distill` adds them) and the other tools' rows (`--other_tools`). The "
+                  "numbers that count are in the full run.", ""]
     for r in results:
         s = r["setup"]
         lines += [f"### {r['case']} ({s['dataset']}: {s['train_images']:,} training, "
@@ -859,9 +861,11 @@ def _ordered_rows(result: dict) -> list[tuple[str, dict]]:
 
 
 def _int8_accuracies(result: dict) -> dict[str, float]:
-    """LiteRT accuracy of each int8 artifact of a case, in `_ORDER`."""
+    """LiteRT accuracy of each int8 artifact of a case (the other tools' 4-bit,
+    hybrid and 16x8 rows are not int8), in `_ORDER`."""
     return {label: row["litert"] for label, row in _ordered_rows(result)
-            if label != "float32" and row["litert"] is not None}
+            if label != "float32" and row["litert"] is not None
+            and (label not in other_tools.LABELS or label == "AEQ static_wi8_ai8")}
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -906,7 +910,7 @@ def main(argv) -> None:
     if unknown:
         raise app.UsageError(f"Unknown cases {sorted(unknown)}; known: {list(CASES)}.")
     config = {"full": FLAGS.full, "data_dir": FLAGS.data_dir, "tfmot": FLAGS.tfmot,
-              "other_tools": FLAGS.other_tools,
+              "other_tools": FLAGS.full if FLAGS.other_tools is None else FLAGS.other_tools,
               "latency_runs": FLAGS.latency_runs if FLAGS.full else min(FLAGS.latency_runs, 10),
               "seed": FLAGS.seed, "distill": FLAGS.full if FLAGS.distill is None else FLAGS.distill,
               "cache_dir": FLAGS.cache_dir, "baselines_dir": FLAGS.baselines_dir}

@@ -1,4 +1,5 @@
-"""The README's Python snippets run as written (from a folder beside ../shared)."""
+"""The README's Python snippets, and those of the guides that continue its quick
+start, run as written (from a folder beside ../shared)."""
 
 import os
 import re
@@ -12,15 +13,20 @@ from conftest import REPO
 
 @pytest.mark.slow
 def test_readme_quick_start_and_export_run(data_dir, tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    def snippets(page):
+        return re.findall(r"```python\n(.*?)```", (REPO / page).read_text(), re.S)
+
+    blocks = snippets("README.md")
     assert len(blocks) >= 2
+    guides = [b for page in ("docs/quantization.md", "docs/clustering_lowrank.md",
+                             "docs/distillation.md") for b in snippets(page)]
     (tmp_path / "shared").symlink_to(data_dir.parent)
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     namespace: dict = {}
-    qat = next(b for b in blocks if "kc.quantize(" in b)
-    recipe = next(b for b in blocks if "kc.recipe(" in b)
-    clustering = next(b for b in blocks if "kc.cluster(" in b)
+    qat = next(b for b in guides if "kc.quantize(" in b)
+    recipe = next(b for b in guides if "kc.recipe(" in b)
+    clustering = next(b for b in guides if "kc.cluster(" in b)
     for block in [*blocks[:2], qat, clustering, recipe]:  # each builds on the ones before
         quiet = block.replace("callbacks=", "verbose=0, callbacks=").replace(
             "epochs=4)", "epochs=4, verbose=0)")
