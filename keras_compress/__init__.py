@@ -23,7 +23,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
-from keras_compress import datasets, lowrank, models, schedules  # noqa: E402
+from keras_compress import datasets, graph, lowrank, models, registry, schedules  # noqa: E402
 from keras_compress.clustering import ClusterWrapper, cluster  # noqa: E402
 from keras_compress.distillation import DistillationCallback, Distiller  # noqa: E402
 from keras_compress.lowrank import factorize  # noqa: E402
@@ -50,6 +50,7 @@ from keras_compress.schedules import (  # noqa: E402
     Schedule,
 )
 from keras_compress.recipe import recipe  # noqa: E402
+from keras_compress.registry import KernelLayout, register_layer  # noqa: E402
 from keras_compress.strip import strip  # noqa: E402
 from keras_compress.batchnorm import recalibrate_batchnorm  # noqa: E402
 
@@ -70,6 +71,7 @@ __all__ = [
     "recipe",
     "recalibrate_batchnorm",
     "ClusterWrapper",
+    "KernelLayout",
     "ConstantSparsity",
     "DistillationCallback",
     "Distiller",
@@ -86,6 +88,9 @@ __all__ = [
     "datasets",
     "lowrank",
     "factorize",
+    "graph",
+    "register_layer",
+    "registry",
     "models",
     "prune",
     "prune_low_magnitude",

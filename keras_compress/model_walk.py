@@ -28,7 +28,7 @@ from keras.src.models.functional import Functional as _Functional
 from keras_compress._wrapper_base import CompressionWrapper
 
 __all__ = ["rebuild", "copy_layer", "iter_layers", "walk_layers", "is_model", "is_graph_model",
-           "check_finite"]
+           "check_finite", "subclassed_error"]
 
 Replace = Callable[[keras.layers.Layer], "keras.layers.Layer | None"]
 
@@ -110,7 +110,8 @@ def rebuild(model: keras.Model, replace: Replace) -> keras.Model:
 
     `replace` returns a new layer to use instead (it must carry its own weights,
     e.g. a wrapper around `copy_layer(layer)`), or `None` to keep a weight-equal
-    copy of the layer.
+    copy of the layer. Operation nodes that are not layers (a functional graph
+    calling `keras.ops`, e.g. `x + 3.0`) are kept as they are.
 
     Raises:
         ValueError: for subclassed models, whose graph cannot be rebuilt; wrap
@@ -119,9 +120,11 @@ def rebuild(model: keras.Model, replace: Replace) -> keras.Model:
     if not is_model(model):
         raise TypeError(f"Expected a keras.Model; received {type(model).__name__}.")
     if not is_graph_model(model):
-        raise _subclassed_error(model)
+        raise subclassed_error(model)
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # a keras.ops call in a functional graph: no state to copy
         new = replace(layer)
         return copy_layer(layer) if new is None else new
 
@@ -139,7 +142,7 @@ def rebuild(model: keras.Model, replace: Replace) -> keras.Model:
     )
 
 
-def _subclassed_error(model: keras.Model) -> ValueError:
+def subclassed_error(model: keras.Model) -> ValueError:
     return ValueError(
         f"Model '{model.name}' is a subclassed keras.Model "
         f"({type(model).__name__}); its graph cannot be rebuilt. Apply the "

@@ -22,7 +22,7 @@ from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.clustering.wrapper import ClusterWrapper
 from keras_compress.pruning import prunable
-from keras_compress.pruning.api import LayerSelector, _selector
+from keras_compress.pruning.api import LayerSelector, selector
 
 __all__ = ["cluster"]
 
@@ -56,10 +56,10 @@ def cluster(model: keras.layers.Layer, n_clusters: int = 16, init: str = "kmeans
             raise ValueError("`layers` and `skip` only apply when clustering a model.")
         return ClusterWrapper(model, **options)
     if not model_walk.is_graph_model(model):
-        raise model_walk._subclassed_error(model)
+        raise model_walk.subclassed_error(model)
     leaves = list(model_walk.iter_layers(model))
     names = {layer.name for layer in leaves}
-    target, excluded = _selector(layers, "layers", names), _selector(skip, "skip", names)
+    target, excluded = selector(layers, "layers", names), selector(skip, "skip", names)
     wrapped = [layer.name for layer in leaves if isinstance(layer, CompressionWrapper)]
     if wrapped:
         raise ValueError(

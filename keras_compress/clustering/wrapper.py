@@ -57,7 +57,7 @@ class ClusterWrapper(CompressionWrapper):
         if not prunable.prunable_weights(layer):
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) has no kernel to cluster. "
-                f"Supported layers: {', '.join(prunable.SUPPORTED_LAYERS)}.")
+                f"Supported layers: {', '.join(prunable.supported_layers())}.")
         if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 2 <= n_clusters <= 256:
             raise ValueError(f"`n_clusters` must be an integer in [2, 256]; received {n_clusters!r}.")
         if init not in INITS:

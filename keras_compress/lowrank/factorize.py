@@ -29,16 +29,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_compress import model_walk
+from keras_compress import model_walk, registry
 from keras_compress._wrapper_base import CompressionWrapper
-from keras_compress.pruning.api import _selector
+from keras_compress.pruning.api import selector
 
 __all__ = ["factorize", "rank_for"]
 
 L = keras.layers
-_SUPPORTED = (L.Dense, L.Conv1D, L.Conv2D)
-_EXCLUDED = (L.Conv1DTranspose, L.Conv2DTranspose, L.DepthwiseConv1D, L.DepthwiseConv2D,
-             L.SeparableConv1D, L.SeparableConv2D)
 
 
 def rank_for(singular_values: np.ndarray, energy: float) -> int:
@@ -131,10 +128,11 @@ def factorize(
     if any(isinstance(layer, CompressionWrapper) for layer in leaves):
         raise ValueError("Factorize a plain model: strip pruning/clustering wrappers first, "
                          "and quantize after factorizing.")
-    target, excluded = _selector(layers, "layers", names), _selector(skip, "skip", names)
+    target, excluded = selector(layers, "layers", names), selector(skip, "skip", names)
     plans = {}
     for layer in leaves:
-        if not isinstance(layer, _SUPPORTED) or isinstance(layer, _EXCLUDED):
+        rule = registry.rule_for(layer)
+        if rule is None or not rule.lowrank:
             if target is not None and target(layer):
                 raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) cannot be "
                                  "factorized: supported are Dense, Conv1D and Conv2D.")

@@ -50,7 +50,7 @@ LayerSelector = Union[
 ]
 
 
-def _selector(spec: LayerSelector, argument: str, names: set[str]):
+def selector(spec: LayerSelector, argument: str, names: set[str]):
     """Turn a `layers=`/`skip=` spec into a predicate; unknown names raise."""
     if spec is None:
         return None
@@ -137,15 +137,15 @@ def prune(
             raise ValueError("`layers` and `skip` only apply when pruning a model.")
         return PruningWrapper(model, **options)
     if not model_walk.is_graph_model(model):
-        raise model_walk._subclassed_error(model)
+        raise model_walk.subclassed_error(model)
 
     leaves = list(model_walk.iter_layers(model))
     names = {layer.name for layer in leaves}
     for layer in leaves:
         if isinstance(layer, PruningWrapper):
             names.add(layer.layer.name)
-    target = _selector(layers, "layers", names)
-    excluded = _selector(skip, "skip", names)
+    target = selector(layers, "layers", names)
+    excluded = selector(skip, "skip", names)
 
     def chosen(layer: keras.layers.Layer) -> bool:
         if excluded is not None and excluded(layer):
@@ -178,7 +178,7 @@ def prune(
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) was selected for "
                 "pruning but has no prunable kernel. Supported layers: "
-                f"{', '.join(prunable.SUPPORTED_LAYERS)}, or any layer defining "
+                f"{', '.join(prunable.supported_layers())}, or any layer defining "
                 "get_prunable_weights()."
             )
         selected.append(layer)
@@ -194,7 +194,7 @@ def prune(
         raise ValueError(
             f"Model '{model.name}' has no layer to prune"
             + (" among those selected by `layers`/`skip`" if layers or skip else "")
-            + f". Prunable layer types: {', '.join(prunable.SUPPORTED_LAYERS)}."
+            + f". Prunable layer types: {', '.join(prunable.supported_layers())}."
         )
     selected_ids = {id(layer) for layer in selected}
 
@@ -301,12 +301,14 @@ def sparsity(model: keras.layers.Layer) -> SparsityReport:
             inner, axes, structure = layer, [lay.output_axes for lay, _ in pairs], "-"
         else:
             continue
-        for w, ax in zip(weights, axes):
+        attrs = [lay.attr for lay in prunable.prunable_weights(inner)]
+        for i, (w, ax) in enumerate(zip(weights, axes)):
             w = np.asarray(w)
             out = tuple(a % w.ndim for a in ax)
             other = tuple(a for a in range(w.ndim) if a not in out)
             channel_zero = np.all(w == 0, axis=other)
-            name = inner.name if len(weights) == 1 else f"{inner.name}/{len(rows)}"
+            name = (inner.name if len(weights) == 1
+                    else f"{inner.name}/{attrs[i] if len(attrs) == len(weights) else i}")
             rows[name] = LayerSparsity(
                 name=name,
                 kind=type(inner).__name__,

@@ -1,57 +1,36 @@
 """Which weights of which Keras layers can be pruned, and along which axes.
 
+The layouts come from the layer registry (`keras_compress.registry`):
 `input_axis` is the axis summed over by the layer (where N:M groups run, as
 sparse tensor cores and XNNPACK expect); `output_axes` index the output
-channels (what channel pruning removes whole). A custom layer opts in by
-defining `get_prunable_weights()` (TFMOT's `PrunableLayer` protocol); its
-weights are then pruned unstructured only.
+channels (what channel pruning removes whole). A custom layer opts in with
+`keras_compress.register_layer` (every structure, and QAT), or by defining
+`get_prunable_weights()` (TFMOT's `PrunableLayer` protocol; unstructured only).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class PrunableWeight:
-    """Where a prunable kernel lives in a layer and how it is laid out."""
-
-    attr: str  # attribute of the layer holding the variable
-    input_axis: int | None  # N:M groups run along this axis (None: no N:M)
-    output_axes: tuple[int, ...] | None  # output channels (None: no channel pruning)
-    bias_attr: str | None = "bias"  # masked with the channels when pruning channels
+from keras_compress import registry
+from keras_compress.registry import KernelLayout
 
 
-# Order matters: the first matching class wins (subclasses before bases).
-_LAYOUTS: tuple[tuple[type, tuple[PrunableWeight, ...]], ...] = (
-    (keras.layers.Dense, (PrunableWeight("kernel", 0, (-1,)),)),
-    (keras.layers.SeparableConv1D, (PrunableWeight("pointwise_kernel", -2, (-1,)),)),
-    (keras.layers.SeparableConv2D, (PrunableWeight("pointwise_kernel", -2, (-1,)),)),
-    (keras.layers.DepthwiseConv1D, (PrunableWeight("kernel", None, (-2, -1)),)),
-    (keras.layers.DepthwiseConv2D, (PrunableWeight("kernel", None, (-2, -1)),)),
-    # Transposed convolutions store kernels as (*spatial, filters, in_channels).
-    (keras.layers.Conv1DTranspose, (PrunableWeight("kernel", -1, (-2,)),)),
-    (keras.layers.Conv2DTranspose, (PrunableWeight("kernel", -1, (-2,)),)),
-    (keras.layers.Conv3DTranspose, (PrunableWeight("kernel", -1, (-2,)),)),
-    (keras.layers.Conv1D, (PrunableWeight("kernel", -2, (-1,)),)),
-    (keras.layers.Conv2D, (PrunableWeight("kernel", -2, (-1,)),)),
-    (keras.layers.Conv3D, (PrunableWeight("kernel", -2, (-1,)),)),
-)
-
-SUPPORTED_LAYERS = tuple(cls.__name__ for cls, _ in _LAYOUTS)
+# The layouts live in the one layer registry; the old name stays for callers.
+PrunableWeight = KernelLayout
 
 
-def prunable_weights(layer: keras.layers.Layer) -> tuple[PrunableWeight, ...]:
+def supported_layers() -> list[str]:
+    """Names of the layer types with prunable kernels (registered ones first)."""
+    return registry.names(lambda rule: bool(rule.kernels))
+
+
+def prunable_weights(layer: keras.layers.Layer) -> tuple[KernelLayout, ...]:
     """The prunable kernels of `layer`; empty when the layer has none."""
-    if hasattr(layer, "get_prunable_weights"):
-        return ()  # handled by the custom-layer protocol, see `custom_variables`
-    for cls, layout in _LAYOUTS:
-        if isinstance(layer, cls):
-            return layout
-    return ()
+    if hasattr(layer, "get_prunable_weights") and not registry.is_registered(layer):
+        return ()  # handled by that protocol, unstructured
+    return registry.kernels(layer)
 
 
 def is_prunable(layer: keras.layers.Layer) -> bool:

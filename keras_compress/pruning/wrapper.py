@@ -42,7 +42,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_compress import model_walk
+from keras_compress import model_walk, registry
 from keras_compress._wrapper_base import CompressionWrapper, lookup
 from keras_compress.pruning import masks as masks_lib
 from keras_compress.pruning import prunable
@@ -195,7 +195,7 @@ class PruningWrapper(CompressionWrapper):
         if not prunable.is_prunable(layer):
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) has no prunable "
-                f"kernel. Supported layers: {', '.join(prunable.SUPPORTED_LAYERS)}, "
+                f"kernel. Supported layers: {', '.join(prunable.supported_layers())}, "
                 "or any layer defining get_prunable_weights()."
             )
         kwargs.setdefault("name", f"prune_{layer.name}")
@@ -240,7 +240,7 @@ class PruningWrapper(CompressionWrapper):
         super().build(input_shape)
         layer = self.layer
         self._targets, self._bias_targets, self._layouts = [], [], []
-        if hasattr(layer, "get_prunable_weights"):
+        if hasattr(layer, "get_prunable_weights") and not registry.is_registered(layer):
             pairs = [(None, v) for v in layer.get_prunable_weights()]
         else:
             pairs = [

@@ -54,36 +54,29 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_compress import model_walk
+from keras_compress import model_walk, registry
 from keras_compress._wrapper_base import CompressionWrapper
-from keras_compress.pruning.api import LayerSelector, _selector
+from keras_compress.graph import ModelGraph
+from keras_compress.pruning.api import LayerSelector, selector
 from keras_compress.pruning.wrapper import PruningWrapper
 from keras_compress.quantization import preserve as preserve_lib
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.wrapper import (
-    QUANTIZABLE_LAYERS,
+    FUSABLE_ACTIVATIONS,
     QuantizeWrapper,
     activation_name,
     is_quantizable,
+    quantizable_layers,
 )
 
 __all__ = ["quantize"]
 
 L = keras.layers
-# Ops whose int8 output keeps the input's scale and zero point.
-_SAME_SCALE = (
-    L.InputLayer, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
-    L.AveragePooling2D, L.AveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    L.GlobalMaxPooling3D, L.Reshape, L.Flatten, L.Dropout, L.SpatialDropout1D,
-    L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout,
-    L.AlphaDropout, L.ActivityRegularization, L.ZeroPadding1D, L.ZeroPadding2D,
-    L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D,
-    L.UpSampling2D, L.UpSampling3D, L.Permute, L.RepeatVector, L.Identity,
-)
 _SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
+# keras.ops calls TFLite fuses a following ReLU into.
+_FUSING_OPS = frozenset({"Add", "Subtract", "Multiply"})
 # Activations whose int8 output range TFLite fixes itself.
 _FIXED_RANGE = ("softmax", "sigmoid", "tanh", "hard_sigmoid", "log_softmax")
-_FUSABLE = ("relu", "relu6")
 
 
 @dataclasses.dataclass
@@ -185,6 +178,8 @@ def quantize(
     shared = preserve_lib.shared_dense(model)
     if kept or (shared and not per_tensor_dense):
         notes = [k.describe() for k in kept]
+        if len(notes) > 4:  # a large model: a few examples and a count
+            notes = [*notes[:3], f"and {len(notes) - 3} more layers alike"]
         if shared and not per_tensor_dense:
             # The converter's per-tensor Dense mode is model-wide.
             notes.append(f"Dense kernels quantized per tensor, so {', '.join(shared)} keep "
@@ -198,7 +193,7 @@ def quantize(
         return QuantizeWrapper(model, weight_bits=weight_bits, per_tensor=per_tensor_dense
                                and isinstance(model, keras.layers.Dense))
     if not model_walk.is_graph_model(model):
-        raise model_walk._subclassed_error(model)
+        raise model_walk.subclassed_error(model)
     if not model.built or not model.inputs:
         raise ValueError(
             f"Model '{model.name}' has no defined inputs yet. Start it with "
@@ -211,7 +206,7 @@ def quantize(
         activation_bits=activation_bits,
         momentum=momentum,
         fold_batchnorm=fold_batchnorm,
-        skip=_selector(skip, "skip", names),
+        skip=selector(skip, "skip", names),
         per_tensor_dense=per_tensor_dense,
     )
     problems: list[str] = []
@@ -271,7 +266,7 @@ def _fusable(layer: keras.layers.Layer | None) -> str | None:
         return "relu6" if float(layer.max_value) == 6.0 else None
     if isinstance(layer, L.Activation):
         name = activation_name(layer)
-        return name if name in _FUSABLE else None
+        return name if name in FUSABLE_ACTIVATIONS else None
     return None
 
 
@@ -283,6 +278,7 @@ class _Graph:
         self.options = options
         self.problems = problems
         self.quantize_inputs = quantize_inputs
+        self.graph = ModelGraph(model)
         self.plans: dict[int, _Plan] = {}
         self.by_new: dict[int, _Plan] = {}
         self.names = {layer.name for layer in model_walk.iter_layers(model)}
@@ -292,26 +288,11 @@ class _Graph:
         self._plan()
 
     # ---------------------------------------------------------------- analysis
-    def _consumers(self):
-        consumers: dict[int, list] = {}
-        outputs: set[int] = set()
+    def _layers(self) -> list:
+        """The model's operations in its own topological order."""
         if isinstance(self.model, keras.Sequential):
-            layers = self.model.layers
-            for a, b in zip(layers, layers[1:]):
-                consumers.setdefault(id(a), []).append(b)
-            if layers:
-                outputs.add(id(layers[-1]))
-            return layers, consumers, outputs
-        # Keras keeps a functional graph's nodes in `_nodes_by_depth`.
-        for nodes in self.model._nodes_by_depth.values():
-            for node in nodes:
-                for tensor in node.input_tensors:
-                    producer = tensor._keras_history.operation
-                    consumers.setdefault(id(producer), []).append(node.operation)
-        for tensor in keras.tree.flatten(self.model.outputs):
-            outputs.add(id(tensor._keras_history.operation))
-        layers = [op for op in self.model.operations if not isinstance(op, L.InputLayer)]
-        return layers, consumers, outputs
+            return list(self.model.layers)
+        return [op for op in self.model.operations if not isinstance(op, L.InputLayer)]
 
     def _skipped(self, layer) -> bool:
         skip = self.options.skip
@@ -321,15 +302,8 @@ class _Graph:
         return bool(skip(layer) or skip(base))
 
     def _plan(self) -> None:
-        layers, consumers, outputs = self._consumers()
-
-        def single(layer):
-            found = consumers.get(id(layer), [])
-            if len(found) != 1 or id(layer) in outputs:
-                return None
-            return found[0]
-
-        for layer in layers:
+        single = self.graph.single_consumer
+        for layer in self._layers():
             if id(layer) in self.plans:
                 continue
             if self._skipped(layer):
@@ -341,6 +315,9 @@ class _Graph:
             if model_walk.is_graph_model(layer):
                 self.plans[id(layer)] = _Plan("nested", quantize_output=False)
                 continue
+            if not isinstance(layer, keras.layers.Layer):
+                self.plans[id(layer)] = self._plan_op(layer, single)
+                continue
             if is_quantizable(layer) or isinstance(_separable_base(layer), _SEPARABLE):
                 self._plan_weighted(layer, single)
                 continue
@@ -350,6 +327,11 @@ class _Graph:
         base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
         own = activation_name(base)
         plan = _Plan("weighted")
+        if registry.is_registered(base):
+            # A registered custom layer computes what it computes: nothing is
+            # folded or fused into it (its config has no activation to set).
+            self.plans[id(layer)] = plan
+            return
         end = layer
         if own == "linear":
             nxt = single(end)
@@ -367,12 +349,34 @@ class _Graph:
             if fused and not self._skipped(nxt) and id(nxt) not in self.plans:
                 plan.activation = fused
                 self.plans[id(nxt)] = _Plan("absorbed")
-        elif own not in _FUSABLE:
+        elif own not in FUSABLE_ACTIVATIONS:
             plan.split = own
         self.plans[id(layer)] = plan
 
+    def _plan_op(self, op, single) -> _Plan:
+        """A `keras.ops` call in a functional graph (`x + 3.0` in hard-swish,
+        `x[..., 0]`): an operation node that is not a layer."""
+        kind = type(op).__name__
+        if kind in registry.ELEMENTWISE_OPS:
+            # ADD/SUB/MUL + ReLU fuse in TFLite: quantize after the activation only.
+            return _Plan("op", quantize_output=not (kind in _FUSING_OPS and _fusable(single(op))))
+        if kind in registry.SAME_SCALE_OPS:
+            return _Plan("op", quantize_output=False)
+        self.problems.append(
+            f"op '{op.name}' (keras.ops {kind}) has no int8 QAT rule (supported: "
+            f"{', '.join(sorted(registry.ELEMENTWISE_OPS | registry.SAME_SCALE_OPS))}); write it as a "
+            "Keras layer, or skip=[...] the layers around it")
+        return _Plan("float")
+
     def _plan_other(self, layer, single) -> _Plan:
         if isinstance(layer, L.Rescaling) and len(_input_shape(layer)) in (3, 4):
+            return _Plan("rescaling")
+        if _is_channel_normalization(layer) and len(_input_shape(layer)) in (3, 4):
+            return _Plan("rescaling")
+        if (isinstance(layer, L.BatchNormalization) and self.options.fold_batchnorm
+                and _is_channel_batchnorm(layer) and len(_input_shape(layer)) in (3, 4)):
+            # Nothing to fold it into (pre-activation, as in DenseNet): its
+            # inference-mode affine map, frozen, as TFLite-Micro runs it in int8.
             return _Plan("rescaling")
         if (isinstance(layer, L.UpSampling2D) and layer.interpolation == "nearest"
                 and layer.data_format == "channels_last"
@@ -380,7 +384,8 @@ class _Graph:
             return _Plan("resize", quantize_output=False)
         if _is_global_average(layer):
             return _Plan("mean")
-        if isinstance(layer, _SAME_SCALE):
+        rule = registry.rule_for(layer)
+        if rule is not None and rule.qat == "same_scale":
             return _Plan("same", quantize_output=False)
         if isinstance(layer, (L.Activation, L.Softmax)):
             name = "softmax" if isinstance(layer, L.Softmax) else activation_name(layer)
@@ -408,13 +413,13 @@ class _Graph:
             why = (f"is a SeparableConv inside a {type(layer).__name__}; QAT splits it into "
                    "a depthwise and a 1x1 convolution, which only a PruningWrapper follows: "
                    "build it as DepthwiseConv2D + Conv2D(kernel_size=1) instead")
-        elif isinstance(layer, (L.Conv3D, L.Conv3DTranspose)):
-            why = "is a 3D convolution, which TFLite-Micro has no int8 kernel for"
+        elif registry.rule_for(layer) and registry.rule_for(layer).no_qat_reason:
+            why = registry.rule_for(layer).no_qat_reason
         elif model_walk.is_model(layer):
             why = "is a subclassed model whose graph cannot be rebuilt"
         else:
             why = (f"has weights but no int8 QAT rule (supported: "
-                   f"{', '.join(c.__name__ for c in QUANTIZABLE_LAYERS)})")
+                   f"{', '.join(quantizable_layers())})")
         return f"layer '{layer.name}' ({kind}) {why}"
 
     # ----------------------------------------------------------------- rebuild
@@ -433,6 +438,9 @@ class _Graph:
 
     def _clone(self, layer):
         plan = self.plans.get(id(layer), _Plan("plain"))
+        if not isinstance(layer, keras.layers.Layer):
+            self.by_new[id(layer)] = plan
+            return layer  # a keras.ops operation holds no state
         if plan.kind == "absorbed":
             new = L.Identity(name=f"{layer.name}_absorbed")
         elif plan.kind == "nested":
@@ -517,17 +525,30 @@ class _Graph:
         return plan.parts[1]
 
     def _wrap_rescaling(self, layer) -> QuantizeWrapper:
-        """Rescaling (x * scale + offset) -> a frozen 1x1 depthwise convolution
-        computing the same: TFLite keeps a Rescaling's MUL and ADD in float in a
-        QAT graph, while the depthwise op runs in int8 (each channel's single
-        weight sits exactly on its int8 grid)."""
+        """Rescaling (x * scale + offset), a Normalization over the channel
+        axis ((x - mean) / std), or a BatchNormalization with nothing to fold
+        into (its moving statistics) -> a frozen 1x1 depthwise convolution
+        computing the same: TFLite keeps their MUL and ADD in float in a QAT graph, while
+        the depthwise op runs in int8 (each channel's single weight sits exactly
+        on its int8 grid)."""
         shape = _input_shape(layer)
         channels = shape[-1]
         conv = (L.DepthwiseConv2D if len(shape) == 4 else L.DepthwiseConv1D)(
             1, name=f"{layer.name}_depthwise", trainable=False)
         conv.build(shape)
-        scale = np.broadcast_to(np.asarray(layer.scale, "float32"), (channels,))
-        offset = np.broadcast_to(np.asarray(layer.offset, "float32"), (channels,))
+        if isinstance(layer, L.BatchNormalization):  # gamma (x - mean) / sqrt(var + eps) + beta
+            gamma = layer.gamma.numpy() if layer.scale else 1.0
+            beta = layer.beta.numpy() if layer.center else 0.0
+            scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+            offset = beta - layer.moving_mean.numpy() * scale
+        elif isinstance(layer, L.Normalization):  # (x - mean) / max(sqrt(var), eps)
+            std = np.maximum(np.sqrt(np.reshape(layer.variance.numpy(), (-1,))),
+                             keras.config.epsilon())
+            scale, offset = 1.0 / std, -np.reshape(layer.mean.numpy(), (-1,)) / std
+        else:
+            scale, offset = layer.scale, layer.offset
+        scale = np.broadcast_to(np.asarray(scale, "float32"), (channels,))
+        offset = np.broadcast_to(np.asarray(offset, "float32"), (channels,))
         conv.kernel.assign(scale.reshape(tuple(conv.kernel.shape)))
         conv.bias.assign(offset)
         wrapper = QuantizeWrapper(conv, weight_bits=8, name=f"quant_{layer.name}")
@@ -539,6 +560,9 @@ class _Graph:
         plan = self.by_new[id(layer)]
         if plan.kind == "absorbed":
             return args[0]
+        if plan.kind == "rescaling":
+            # The replacement convolution takes no `mask` (BatchNormalization's call does).
+            kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         if self.quantize_inputs:
             args, kwargs = keras.tree.map_structure(self._quantized_input, (args, kwargs))
         if plan.parts:
@@ -633,6 +657,22 @@ def _is_global_average(layer) -> bool:
     [shape] = shapes
     spatial = shape[1:-1] if layer.data_format == "channels_last" else shape[2:]
     return None not in spatial and tuple(layer.pool_size) == tuple(spatial)
+
+
+def _is_channel_batchnorm(layer) -> bool:
+    rank = len(_input_shape(layer))
+    axes = layer.axis if isinstance(layer.axis, (tuple, list)) else (layer.axis,)
+    return bool(rank) and tuple(a % rank for a in axes) == (rank - 1,) and not (
+        getattr(layer, "renorm", False) or getattr(layer, "synchronized", False))
+
+
+def _is_channel_normalization(layer) -> bool:
+    """A Normalization over the last axis only: a per-channel affine map."""
+    if not isinstance(layer, L.Normalization) or layer.invert or not layer.built:
+        return False
+    rank = len(_input_shape(layer))
+    axes = layer.axis if isinstance(layer.axis, (tuple, list)) else (layer.axis,)
+    return bool(rank) and tuple(a % rank for a in axes) == (rank - 1,)
 
 
 def _input_shape(layer) -> tuple:

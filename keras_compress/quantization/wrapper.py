@@ -39,32 +39,27 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_compress import registry
 from keras_compress._wrapper_base import CompressionWrapper, lookup
 from keras_compress.pruning import prunable
 from keras_compress.quantization import quantizers
 from keras_compress.quantization.kernel import QuantizedKernel, packable, per_tensor_for
 
-__all__ = ["QuantizeWrapper", "QUANTIZABLE_LAYERS", "is_quantizable", "FUSABLE_ACTIVATIONS"]
+__all__ = ["QuantizeWrapper", "quantizable_layers", "is_quantizable", "FUSABLE_ACTIVATIONS"]
 
-QUANTIZABLE_LAYERS: tuple[type, ...] = (
-    keras.layers.Dense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-)
-# Activations TFLite fuses into CONV_2D / FULLY_CONNECTED / ADD.
 FUSABLE_ACTIVATIONS = ("relu", "relu6")
-_EXCLUDED = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D, keras.layers.Conv3D,
-             keras.layers.Conv3DTranspose)
+
+
+def quantizable_layers() -> list[str]:
+    """Names of the layer types QAT wraps (registered custom layers first)."""
+    return registry.names(lambda rule: rule.qat == "kernel")
 
 
 def is_quantizable(layer: keras.layers.Layer) -> bool:
     """Whether `layer` (or the base layer of a wrapper) can be QAT-wrapped."""
     base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
-    return isinstance(base, QUANTIZABLE_LAYERS) and not isinstance(base, _EXCLUDED)
+    rule = registry.rule_for(base)
+    return rule is not None and rule.qat == "kernel"
 
 
 def activation_name(layer: keras.layers.Layer) -> str:
@@ -127,7 +122,7 @@ class QuantizeWrapper(CompressionWrapper):
         if not is_quantizable(layer):
             raise ValueError(
                 f"Layer '{base.name}' ({type(base).__name__}) cannot be QAT-wrapped. "
-                f"Supported: {', '.join(c.__name__ for c in QUANTIZABLE_LAYERS)}."
+                f"Supported: {', '.join(quantizable_layers())}."
             )
         if getattr(base, "data_format", "channels_last") != "channels_last":
             raise ValueError(
@@ -154,7 +149,17 @@ class QuantizeWrapper(CompressionWrapper):
         self.activation = activation
         quantizers.weight_levels(weight_bits)  # validates
         self.weight_bits = weight_bits
-        layout = prunable.prunable_weights(base)[0]
+        layouts = registry.kernels(base)
+        layout = layouts[0]
+        if len(layouts) > 1 and batchnorm is not None:
+            raise ValueError(
+                f"Layer '{base.name}' has {len(layouts)} kernels; a BatchNormalization can "
+                "only be folded into a layer with one.")
+        if weight_bits < 8 and (len(layouts) > 1 or registry.is_registered(base)):
+            raise ValueError(
+                f"Layer '{base.name}' ({type(base).__name__}): 4-bit weights are for the "
+                "built-in Dense and convolution layers, which the converter packs as INT4; "
+                "give this layer `weight_bits=8`.")
         if not isinstance(per_tensor, bool) or (per_tensor and not isinstance(base, keras.layers.Dense)):
             raise ValueError(
                 f"`per_tensor` of QuantizeWrapper '{self.name}' must be a bool, and True only "
@@ -163,16 +168,20 @@ class QuantizeWrapper(CompressionWrapper):
         self.per_tensor = per_tensor
         self._channel_axes = (() if per_tensor or per_tensor_for(base, weight_bits)
                               else layout.output_axes)
+        # Further kernels of a registered custom layer: per output channel.
+        self._more_axes = [k.output_axes or () for k in layouts[1:]]
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape=None):
         if not self.layer.built:
             self.layer.build(input_shape)
         base = self.base_layer
-        self._kernel = prunable.variable(base, "kernel")
-        self._bias = prunable.variable(base, "bias")
-        out_shape = base.compute_output_shape(input_shape)
+        layouts = registry.kernels(base)
+        self._kernel = prunable.variable(base, layouts[0].attr)
+        self._bias = prunable.variable(base, layouts[0].bias) if layouts[0].bias else None
+        self._more_kernels = [prunable.variable(base, k.attr) for k in layouts[1:]]
         if self.batchnorm is not None:
+            out_shape = base.compute_output_shape(input_shape)
             axis = self.batchnorm.axis
             axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
             if not isinstance(axis, int) or axis % len(out_shape) != len(out_shape) - 1:
@@ -227,6 +236,12 @@ class QuantizeWrapper(CompressionWrapper):
             lambda: w,
         )
         mapping = [(self._kernel, wq)]
+        for var, axes in zip(self._more_kernels, self._more_axes):
+            v = lookup(inner, var)
+            mapping.append((var, keras.ops.cond(
+                self.enabled > 0.5,
+                lambda v=v, axes=axes: quantizers.fake_quant_weight(v, axes, self.weight_bits),
+                lambda v=v: v)))
         if self._bias is not None:
             b = lookup(inner, self._bias)
             if self.batchnorm is not None:
@@ -277,15 +292,20 @@ class QuantizeWrapper(CompressionWrapper):
         return y * (a / safe) + (beta - mean * a)
 
     def compute_output_shape(self, input_shape):
-        return self.base_layer.compute_output_shape(input_shape)
+        try:
+            return self.base_layer.compute_output_shape(input_shape)
+        except NotImplementedError:  # a custom layer: trace its call
+            spec = self.base_layer.compute_output_spec(keras.KerasTensor(input_shape))
+            return spec.shape
 
     # ------------------------------------------------------------------ strip
     def folded_weights(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(kernel, bias) of the deployed layer: inner wrappers baked, BN folded,
         kernel on its int grid. The bias is None when the layer has none."""
         plain = self.inner_stripped()
-        w = np.asarray(prunable.variable(plain, "kernel").numpy(), np.float32)
-        bias_var = prunable.variable(plain, "bias")
+        layout = registry.kernels(plain)[0]
+        w = np.asarray(prunable.variable(plain, layout.attr).numpy(), np.float32)
+        bias_var = prunable.variable(plain, layout.bias) if layout.bias else None
         b = None if bias_var is None else np.asarray(bias_var.numpy(), np.float32)
         if self.batchnorm is not None:
             bn = self.batchnorm
@@ -309,13 +329,22 @@ class QuantizeWrapper(CompressionWrapper):
         config = base.get_config()
         if self.activation is not None:
             config["activation"] = self.activation
-        if bias is not None:
+        if bias is not None and "use_bias" in config:
             config["use_bias"] = True
         plain = base.__class__.from_config(config)
         plain.build_from_config(base.get_build_config())
-        prunable.variable(plain, "kernel").assign(kernel)
+        layouts = registry.kernels(base)
+        if len(layouts) > 1 or registry.is_registered(base):
+            # A registered custom layer: every weight as trained, the kernels
+            # on their int grids.
+            plain.set_weights(self.inner_stripped().get_weights())
+            for k, axes in zip(layouts[1:], self._more_axes):
+                var = prunable.variable(plain, k.attr)
+                var.assign(quantizers.quantize_weight_np(
+                    np.asarray(var.numpy(), np.float32), axes, self.weight_bits))
+        prunable.variable(plain, layouts[0].attr).assign(kernel)
         if bias is not None:
-            prunable.variable(plain, "bias").assign(bias)
+            prunable.variable(plain, layouts[0].bias).assign(bias)
         if self.weight_bits < 8:
             # The converter must see the bit width to pack the kernel (INT4).
             storage = None

@@ -1,0 +1,335 @@
+"""`ModelGraph`: a Sequential or functional model's graph, read once.
+
+Nodes are the model's operations: layers, nested models, and the `keras.ops`
+calls a functional graph may hold (`x + 3.0` in hard-swish, `x[..., 0]`),
+each with its producers and consumers. On top of that, **channel dependency
+groups** (in the spirit of Torch-Pruning's `DependencyGraph`): the layers whose
+output channels must be removed together, and what else each removal touches.
+
+- A source layer (Conv, Dense, a depthwise conv with a depth multiplier)
+  produces channels along its last axis.
+- BatchNormalization, depthwise convs (multiplier 1), pooling, activations,
+  padding, cropping, dropout, upsampling and identity layers pass a channel
+  through to their output.
+- Elementwise joins (Add, Subtract, Multiply, Average, Maximum, Minimum, and
+  their `keras.ops` twins) tie their inputs' channels: the sources feeding
+  them form one group.
+- Concatenate on the channel axis maps each input's channels to an index
+  range of its output.
+- Flatten (and a Reshape to one axis) maps a channel to the units it spreads
+  over in channels-last order.
+- A consumer with weights (Conv, Dense) loses those input channels.
+
+A group whose channels reach a model output, or an op with no channel rule,
+is blocked, and says why. The graph reads Keras' node bookkeeping in this one
+module, where the public API has no equivalent.
+
+Example:
+
+```python
+import keras
+from keras_compress.graph import ModelGraph
+
+x = keras.Input((8, 8, 3))
+a = keras.layers.Conv2D(4, 3, padding="same", name="a")(x)
+b = keras.layers.Conv2D(4, 1, name="b")(x)
+y = keras.layers.Add(name="add")([a, b])
+y = keras.layers.Conv2D(2, 1, name="head")(keras.layers.ReLU()(y))
+graph = ModelGraph(keras.Model(x, y))
+[g.source_names for g in graph.channel_groups()]   # [['a', 'b'], ['head']]
+graph.consumers(graph.op("a"))                     # [<Add name=add ...>]
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import keras
+import numpy as np
+
+from keras_compress import model_walk, registry
+
+__all__ = ["ModelGraph", "Node", "ChannelGroup", "Use"]
+
+L = keras.layers
+
+def _role(op) -> str | None:
+    rule = registry.rule_for(op) if isinstance(op, L.Layer) else None
+    return rule.channels if rule else None
+
+
+@dataclasses.dataclass(eq=False)
+class Node:
+    """One operation of the graph (a layer, a nested model or a keras.ops call)."""
+
+    op: object
+    producers: list["Node"] = dataclasses.field(default_factory=list)
+    consumers: list["Node"] = dataclasses.field(default_factory=list)
+    is_output: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+    @property
+    def is_layer(self) -> bool:
+        return isinstance(self.op, L.Layer)
+
+    def __repr__(self) -> str:
+        return f"Node({self.name}, {type(self.op).__name__})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Use:
+    """How a channel group touches one layer: `role` is "source" (its output
+    channels are removed), "through" (its per-channel state shrinks with them,
+    e.g. BatchNormalization), "input" (a consumer loses those input channels)
+    or "join" (an elementwise op tying its inputs). `indices` are the
+    positions, in that layer's channel axis (or units, after a Flatten), where
+    the group's channels sit, in the source's channel order."""
+
+    node: Node
+    role: str
+    indices: tuple[int, ...]
+
+
+@dataclasses.dataclass
+class ChannelGroup:
+    """Layers whose output channels must be removed together, the same
+    indices in each, and every layer the removal touches."""
+
+    channels: int
+    uses: list[Use] = dataclasses.field(default_factory=list)
+    blocked: str | None = None  # why these channels cannot be removed
+
+    @property
+    def sources(self) -> list[Node]:
+        return [u.node for u in self.uses if u.role == "source"]
+
+    @property
+    def source_names(self) -> list[str]:
+        return [n.name for n in self.sources]
+
+
+def _channels(tensor) -> int | None:
+    shape = getattr(tensor, "shape", None)
+    return None if not shape or shape[-1] is None else int(shape[-1])
+
+
+class ModelGraph:
+    """The nodes of one Sequential or functional model (nested models are
+    nodes too; `subgraph(node)` reads them), in topological order."""
+
+    def __init__(self, model: keras.Model):
+        if not model_walk.is_graph_model(model):
+            raise model_walk.subclassed_error(model)
+        self.model = model
+        self.nodes: list[Node] = []
+        self._by_op: dict[int, Node] = {}
+        self._outputs: dict[int, list] = {}  # id(op) -> its output KerasTensors
+        self._inputs: dict[int, int] = {}  # id(op) -> how many tensors it reads
+        if isinstance(model, keras.Sequential):
+            previous = None
+            for layer in model.layers:
+                node = self._add(layer)
+                if previous is not None:
+                    self._link(previous, node)
+                previous = node
+                self._inputs[id(layer)] = 1
+                try:
+                    self._outputs[id(layer)] = keras.tree.flatten(layer.output)
+                except (AttributeError, ValueError):  # never called, or called twice
+                    self._outputs[id(layer)] = []
+            if previous is not None:
+                previous.is_output = True
+            return
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for keras_node in model._nodes_by_depth[depth]:
+                op = keras_node.operation
+                if isinstance(op, L.InputLayer):
+                    continue
+                node = self._add(op)
+                self._outputs.setdefault(id(op), []).extend(keras_node.outputs)
+                self._inputs[id(op)] = len(keras_node.input_tensors)
+                for tensor in keras_node.input_tensors:
+                    producer = tensor._keras_history.operation
+                    if not isinstance(producer, L.InputLayer):
+                        self._link(self._add(producer), node)
+        for tensor in keras.tree.flatten(model.outputs):
+            self._add(tensor._keras_history.operation).is_output = True
+
+    def _add(self, op) -> Node:
+        node = self._by_op.get(id(op))
+        if node is None:
+            node = self._by_op[id(op)] = Node(op)
+            self.nodes.append(node)
+        return node
+
+    @staticmethod
+    def _link(producer: Node, consumer: Node) -> None:
+        if consumer not in producer.consumers:
+            producer.consumers.append(consumer)
+        if producer not in consumer.producers:
+            consumer.producers.append(producer)
+
+    # ------------------------------------------------------------- queries
+    def node(self, op) -> Node:
+        return self._by_op[id(op)]
+
+    def op(self, name: str):
+        for node in self.nodes:
+            if node.name == name:
+                return node.op
+        raise KeyError(f"No operation named '{name}' in model '{self.model.name}'.")
+
+    def consumers(self, op) -> list:
+        return [n.op for n in self.node(op).consumers]
+
+    def producers(self, op) -> list:
+        return [n.op for n in self.node(op).producers]
+
+    def single_consumer(self, op):
+        """The one consumer of `op`'s output, or None (several, none, or the
+        output is also a model output)."""
+        node = self.node(op)
+        if len(node.consumers) != 1 or node.is_output:
+            return None
+        return node.consumers[0].op
+
+    def subgraph(self, node: Node) -> "ModelGraph":
+        return ModelGraph(node.op)
+
+    # ---------------------------------------------------- channel groups
+    def channel_groups(self) -> list[ChannelGroup]:
+        """One group per set of source layers whose output channels are tied,
+        in the order of their first source."""
+        parent: dict[int, int] = {}
+
+        def find(key: int) -> int:
+            while parent.setdefault(key, key) != key:
+                key = parent[key]
+            return key
+
+        traces: dict[int, ChannelGroup] = {}
+        arrivals: dict[int, set[int]] = {}  # id(join) -> ids of the sources reaching it
+        for node in self.nodes:
+            if self._is_source(node):
+                traces[id(node)] = self._trace(node)
+        # Sources meeting at a join are one group.
+        for key, group in traces.items():
+            for use in group.uses:
+                if use.role == "join":
+                    arrivals.setdefault(id(use.node), set()).add(key)
+        for keys in arrivals.values():
+            first, *rest = sorted(keys)
+            for other in rest:
+                parent[find(other)] = find(first)
+        merged: dict[int, ChannelGroup] = {}
+        for node in self.nodes:
+            if id(node) not in traces:
+                continue
+            group = traces[id(node)]
+            root = find(id(node))
+            if root not in merged:
+                merged[root] = ChannelGroup(group.channels)
+            target = merged[root]
+            if group.channels != target.channels:
+                target.blocked = target.blocked or (
+                    f"sources {target.source_names + [node.name]} meet at an elementwise op "
+                    "with different channel counts")
+            seen = {(id(u.node), u.role) for u in target.uses}
+            target.uses += [u for u in group.uses if (id(u.node), u.role) not in seen]
+            target.blocked = target.blocked or group.blocked
+        for group in merged.values():
+            for use in group.uses:
+                if use.role != "join":
+                    continue
+                reached = {id(p) for p in use.node.producers if any(
+                    u.node is p for u in group.uses)}
+                if len(reached) < self._inputs.get(id(use.node.op), 1):
+                    group.blocked = group.blocked or (
+                        f"'{use.node.name}' joins these channels with a tensor no prunable "
+                        "layer produces (a model input or an op with no channel rule)")
+        return list(merged.values())
+
+    def _is_source(self, node: Node) -> bool:
+        role = _role(node.op)
+        if role == "depthwise":
+            return int(getattr(node.op, "depth_multiplier", 1)) != 1
+        return role == "source"
+
+    def _trace(self, source: Node) -> ChannelGroup:
+        """Follow `source`'s output channels forward to every layer they reach."""
+        channels = _channels(self._outputs[id(source.op)][0]) if self._outputs.get(
+            id(source.op)) else None
+        group = ChannelGroup(channels or 0)
+        group.uses.append(Use(source, "source", tuple(range(group.channels))))
+        if not channels:
+            group.blocked = f"'{source.name}' has no known output channel count"
+            return group
+        frontier = [(source, tuple(range(channels)))]
+        while frontier:
+            node, indices = frontier.pop()
+            if node.is_output:
+                group.blocked = group.blocked or (
+                    f"'{node.name}' is a model output: its channels are the model's")
+            for consumer in node.consumers:
+                step = self._step(node, consumer, indices)
+                if isinstance(step, str):
+                    group.blocked = group.blocked or step
+                    continue
+                role, out = step
+                group.uses.append(Use(consumer, role, out))
+                if role != "input":
+                    frontier.append((consumer, out))
+        return group
+
+    def _step(self, producer: Node, consumer: Node, indices: tuple[int, ...]):
+        """(role, indices in the consumer's output) of `consumer` reading
+        `producer`'s channels at `indices`, or why the channels stop there."""
+        op = consumer.op
+        kind = type(op).__name__
+        role = _role(op)
+        if role == "depthwise":
+            if int(getattr(op, "depth_multiplier", 1)) == 1:
+                return "through", indices
+            return "input", indices
+        if role == "source":
+            return "input", indices
+        if role == "through":
+            return "through", indices
+        if role == "join" or (not consumer.is_layer and kind in registry.ELEMENTWISE_OPS):
+            return "join", indices
+        if isinstance(op, L.Concatenate):
+            axis = op.axis
+            if axis not in (-1,) and axis != len(self._outputs[id(op)][0].shape) - 1:
+                return f"'{consumer.name}' concatenates along axis {axis}, not channels"
+            offset = 0
+            for other in consumer.producers:
+                if other is producer:
+                    break
+                offset += _channels(self._outputs[id(other.op)][0]) or 0
+            return "concat", tuple(offset + i for i in indices)
+        if isinstance(op, (L.Flatten, L.Reshape)):
+            return self._flatten(producer, consumer, indices)
+        return (f"'{consumer.name}' ({kind}) has no channel rule: the channels of its "
+                "input cannot be followed through it")
+
+    def _flatten(self, producer: Node, consumer: Node, indices):
+        """A channels-last Flatten (or Reshape to one axis): channel c of an
+        (..., C) input becomes units p * C + c for every position p."""
+        src = self._outputs[id(producer.op)][0].shape
+        out = self._outputs[id(consumer.op)][0].shape
+        if len(out) != 2 or None in src[1:]:
+            return f"'{consumer.name}' reshapes to {tuple(out)}: only a flatten is followed"
+        positions = int(np.prod(src[1:-1])) if len(src) > 2 else 1
+        channels = int(src[-1])
+        units = tuple(p * channels + c for p in range(positions) for c in indices)
+        return "flatten", units
+
+
+def groups_by_source(groups: Iterable[ChannelGroup]) -> dict[str, ChannelGroup]:
+    """`{source layer name: its group}`."""
+    return {name: g for g in groups for name in g.source_names}
