@@ -65,7 +65,9 @@ def _outcome(name: str) -> str:
     try:
         r = run_family(name)
     except ValueError as exc:
-        return "refused: " + " ".join(str(exc).split())
+        text = " ".join(str(exc).split())
+        return "refused: " + (text if len(text) <= 400 else text[:400].rsplit(" - ", 1)[0]
+                              + " - ... (every such layer is listed)")
     tfl = r["tfl"]
     return (f"fully int8: {tfl.is_fully_integer}; ops {', '.join(sorted(set(tfl.ops)))}; "
             f"{tfl.size:,} B; TFLite-Micro vs LiteRT: {r['max_diff_steps']:g} output steps")

@@ -147,14 +147,19 @@ def test_suite_other_tools_rows(data_dir, tmp_path):
               "timing": (0, 10), "distill": False}
     result = run.run_case("lenet5", config)
     rows, failed = result["rows"], result["other_tools_failed"]
-    assert set(rows) | set(failed) == {"float32", "PTQ int8", "keras-compress",
-                                       *other_tools.LABELS}
-    assert failed.keys() <= {"Keras int8"}  # Keras 3.15's int8 export fails in the converter
+    moved = {label for label in failed if label.endswith("(weights moved inside)")}
+    assert set(rows) | (set(failed) - moved) == {"float32", "PTQ int8", "keras-compress",
+                                                 *other_tools.LABELS}
+    # Keras 3.15's int8 export fails in the converter; ai-edge-quantizer stores
+    # weights after the flatbuffer, which TFLite-Micro reads once moved inside
+    assert set(failed) - moved <= {"Keras int8"}
+    assert {"AEQ static_wi8_ai8 (weights moved inside)"} <= moved
     for label in set(rows) & set(other_tools.LABELS):
         assert rows[label]["raw"] > 0 and rows[label]["latency_ms"] > 0, label
     a8w8 = rows["AEQ static_wi8_ai8"]
     assert a8w8["fully_integer"] and a8w8["micro"] is not None
     assert abs(a8w8["litert"] - rows["PTQ int8"]["litert"]) <= 0.05
+    assert abs(a8w8["micro"] - a8w8["litert"]) <= 0.01
     for label in ("AEQ dynamic_wi4_afp32", "AEQ weight_only_wi4_afp32"):
         assert not rows[label]["fully_integer"] and rows[label]["micro_note"], label
     a16 = rows["AEQ static_wi8_ai16"]

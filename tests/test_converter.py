@@ -319,6 +319,31 @@ def test_micro_names_the_op_it_lacks(digits_split, tmp_path):
 
 
 # -------------------------------------------------------------------- Android
+def test_weights_after_the_flatbuffer_are_refused_by_micro_then_moved_inside():
+    """ai-edge-quantizer stores large weights after the flatbuffer (buffer
+    offsets); TFLite-Micro reads garbage there, so the check refuses such a
+    model by name, and `with_inline_buffers` gives one it runs exactly."""
+    import keras_compress as kc
+    from benchmarks import other_tools
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((114, 28, 28), dtype="float32")
+    xt = x[50:]
+    f32 = tflite_export.convert(kc.models.lenet_300_100(), mode="float32")
+    tfl, _ = other_tools.aeq_quantized(f32, "static_wi8_ai8", x[:50])
+    assert tfl.has_external_buffers  # its 235,200-byte fc1 kernel, at least
+    with pytest.raises(ValueError, match="after the flatbuffer.*with_inline_buffers"):
+        tflite_export.export_micro(tfl, "unused")
+    inline = tfl.with_inline_buffers()
+    assert not inline.has_external_buffers and inline.ops == tfl.ops
+    for t in tfl.tensors:
+        if t.is_constant and t.dtype in ("INT8", "INT32"):
+            np.testing.assert_array_equal(inline.constant(t.index), tfl.constant(t.index))
+    micro = tflite_export.predict(inline, xt, "micro")
+    litert = tflite_export.predict(tfl, xt, "litert-reference")
+    assert np.max(np.abs(micro - litert)) <= 1.01 * tfl.outputs[0].scale[0]  # one step
+
+
 def test_embedded_metadata(trained_cnn, digits_split, tmp_path):
     """Metadata round-trips, replaces itself, and leaves the model's outputs
     unchanged in LiteRT and in TFLite-Micro."""

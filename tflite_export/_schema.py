@@ -27,3 +27,49 @@ def op_name(model: "_fb.ModelT", opcode_index: int) -> str:
     if builtin == _fb.BuiltinOperator.CUSTOM:
         return (code.customCode or b"CUSTOM").decode()
     return OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+class AlignedBuffer(_fb.BufferT):
+    """A model buffer packed with the 16-byte alignment the TFLite schema asks
+    for (`force_align: 16`), which the generated Python packer leaves out."""
+
+    def Pack(self, builder):  # noqa: N802 - flatbuffers' name
+        data = None
+        if self.data is not None and len(self.data):
+            raw = bytes(bytearray(self.data))
+            builder.StartVector(1, len(raw), 16)
+            builder.head -= len(raw)
+            builder.Bytes[builder.head:builder.head + len(raw)] = raw
+            data = builder.EndVector()
+        _fb.BufferStart(builder)
+        if data is not None:
+            _fb.BufferAddData(builder, data)
+        _fb.BufferAddOffset(builder, self.offset)
+        _fb.BufferAddSize(builder, self.size)
+        return _fb.BufferEnd(builder)
+
+
+def external_buffers(model: "_fb.ModelT") -> list[int]:
+    """Indices of the buffers whose data sits after the flatbuffer (`offset`
+    and `size`, the layout for models over 2 GB that some tools always write)."""
+    return [i for i, b in enumerate(model.buffers or []) if b.offset > 1]
+
+
+def pack(model: "_fb.ModelT", content: bytes) -> bytes:
+    """`model` serialized again, every buffer inside the flatbuffer and 16-byte
+    aligned; data kept after the flatbuffer (`offset`, `size`) is read from
+    `content`, the file it was parsed from."""
+    import flatbuffers
+
+    buffers = []
+    for buf in model.buffers or []:
+        out = AlignedBuffer()
+        if buf.offset > 1:
+            out.data = content[buf.offset:buf.offset + buf.size]
+        else:
+            out.data = buf.data
+        buffers.append(out)
+    model.buffers = buffers
+    builder = flatbuffers.Builder(len(content) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

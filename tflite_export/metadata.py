@@ -10,7 +10,8 @@ are built here with the `flatbuffers` package from the published schema
 (`tensorflow_lite_support/metadata/metadata_schema.fbs`, fields by slot).
 
 The model itself is unchanged: the same graph, tensors and weights (buffers
-keep 16-byte alignment), so LiteRT and TFLite-Micro run it as before.
+keep 16-byte alignment, and weights a tool stored after the flatbuffer move
+inside it), so LiteRT and TFLite-Micro run it as before.
 
 Example:
 
@@ -139,32 +140,6 @@ def _metadata_flatbuffer(tfl: TFLiteModel, *, name, description, version, author
     return bytes(b.Output())
 
 
-class _AlignedBuffer(_fb.BufferT):
-    """A model buffer packed with the 16-byte alignment the TFLite schema asks for
-    (`force_align: 16`), which the generated Python packer leaves out."""
-
-    def Pack(self, builder):  # noqa: N802 - flatbuffers' name
-        data = None
-        if self.data is not None and len(self.data):
-            raw = bytes(bytearray(self.data))
-            builder.StartVector(1, len(raw), 16)
-            builder.head -= len(raw)
-            builder.Bytes[builder.head:builder.head + len(raw)] = raw
-            data = builder.EndVector()
-        _fb.BufferStart(builder)
-        if data is not None:
-            _fb.BufferAddData(builder, data)
-        _fb.BufferAddOffset(builder, self.offset)
-        _fb.BufferAddSize(builder, self.size)
-        return _fb.BufferEnd(builder)
-
-
-def _aligned(buf: _fb.BufferT) -> _AlignedBuffer:
-    out = _AlignedBuffer()
-    out.data, out.offset, out.size = buf.data, buf.offset, buf.size
-    return out
-
-
 def _per_channel(name: str, value: float | Sequence[float], channels: int) -> list[float]:
     values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
     if len(values) not in (1, channels):
@@ -194,8 +169,8 @@ def embed_metadata(
 
     Raises:
         ValueError: labels that do not match the output size or hold newlines,
-            a zero `std`, normalization values that do not match the input
-            channels, or a model whose weights live outside the flatbuffer.
+            a zero `std`, or normalization values that do not match the input
+            channels.
     """
     if not isinstance(tfl, TFLiteModel):
         raise ValueError(f"`tfl` must be a TFLiteModel; received {type(tfl).__name__}.")
@@ -213,27 +188,21 @@ def embed_metadata(
         if any("\n" in label for label in labels):
             raise ValueError("`labels` entries must not contain newlines.")
     model = _schema.parse(tfl.content)
-    if any(buf.offset > 1 for buf in model.buffers or []):
-        raise ValueError("The model keeps its weights after the flatbuffer (a model over "
-                         "2 GB); embedding metadata in it is not supported.")
     meta = _metadata_flatbuffer(tfl, name=name, description=description, version=version,
                                 author=author, license=license, means=means, stds=stds,
                                 labels_file=labels_file if labels is not None else None)
     entries = [m for m in (model.metadata or []) if m.name.decode() != FIELD_NAME]
     old = {m.buffer for m in (model.metadata or []) if m.name.decode() == FIELD_NAME}
-    buffers = [_aligned(buf) for buf in model.buffers or []]
+    buffers = list(model.buffers or [])
     for i in old:  # empty the replaced metadata's buffer; indices stay valid
-        buffers[i] = _AlignedBuffer()
-    holder = _AlignedBuffer()
+        buffers[i] = _fb.BufferT()
+    holder = _fb.BufferT()
     holder.data = meta
     buffers.append(holder)
     entry = _fb.MetadataT()
     entry.name, entry.buffer = FIELD_NAME.encode(), len(buffers) - 1
     model.buffers, model.metadata = buffers, entries + [entry]
-
-    builder = flatbuffers.Builder(len(tfl.content) + len(meta) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    out = io.BytesIO(bytes(builder.Output()))
+    out = io.BytesIO(_schema.pack(model, tfl.content))
     if labels is not None:
         out.seek(0, io.SEEK_END)
         with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:

@@ -234,6 +234,10 @@ def check_micro_compatible(tfl: TFLiteModel) -> None:
     if tfl.mode == "dynamic":
         raise ValueError("TFLite-Micro does not run hybrid ('dynamic' mode) models: convert "
                          "with mode='int8' (or 'float32').")
+    if tfl.has_external_buffers:
+        raise ValueError("The model stores weights after the flatbuffer (buffer offsets, as "
+                         "ai-edge-quantizer writes them), which TFLite-Micro does not read: it "
+                         "would run on garbage. Use `tfl.with_inline_buffers()`.")
     try:
         with _quiet_native_output() as native:
             run_micro(tfl, _probe_inputs(tfl), 64 * 1024 * 1024)

@@ -191,10 +191,14 @@ class TFLiteModel:
         int8 weights stay int8, float32 stay float32, and packed INT4 weights
         (two per byte, low nibble first) come back as int8 values in [-8, 7]."""
         info = self.tensors[tensor] if isinstance(tensor, int) else tensor
-        raw = self._fb.buffers[self._fb.subgraphs[0].tensors[info.index].buffer].data
+        buffer = self._fb.buffers[self._fb.subgraphs[0].tensors[info.index].buffer]
+        raw = buffer.data
+        if buffer.offset > 1:  # stored after the flatbuffer
+            raw = self.content[buffer.offset:buffer.offset + buffer.size]
         if raw is None or not info.is_constant:
             raise ValueError(f"Tensor '{info.name}' is not a constant with stored data.")
-        data = np.asarray(raw, np.uint8)
+        data = (np.frombuffer(raw, np.uint8) if isinstance(raw, bytes)
+                else np.asarray(raw, np.uint8))
         if info.dtype == "INT4":
             nibbles = np.stack([data & 0x0F, data >> 4], axis=-1).reshape(-1).astype(np.int8)
             count = int(np.prod(info.shape))
@@ -205,6 +209,20 @@ class TFLiteModel:
             raise ValueError(f"Tensor '{info.name}' has type {info.dtype}, which is packed; "
                              "read it with the LiteRT interpreter instead.")
         return np.frombuffer(bytes(data), dtype=dtype).reshape(info.shape)
+
+    @property
+    def has_external_buffers(self) -> bool:
+        """Whether some weights sit after the flatbuffer (buffer `offset` and
+        `size`, as ai-edge-quantizer writes them), which TFLite-Micro does
+        not read."""
+        return bool(_schema.external_buffers(self._fb))
+
+    def with_inline_buffers(self) -> "TFLiteModel":
+        """The same model with every weight inside the flatbuffer, 16-byte
+        aligned: what TFLite-Micro (and an `alignas(16)` C array) needs."""
+        if not self.has_external_buffers:
+            return self
+        return TFLiteModel(_schema.pack(_schema.parse(self.content), self.content), self.mode)
 
     # ------------------------------------------------------------------ sizes
     @property
