@@ -570,7 +570,7 @@ def run_case(name: str, config: dict) -> dict:
     artifacts["float32"] = (*convert(base, mode="float32"), accuracy(base), None)
     artifacts["PTQ int8"] = (*convert(base, mode="int8", io_dtype="int8",
                                       representative_data=x[:500]), accuracy(base), None)
-    other_failed = {}
+    other_failed, moved_inside = {}, set()
     if config.get("other_tools", True):
         print(f"== {name}: other tools on the same float weights", flush=True)
         found, other_failed = other_tools.artifacts(
@@ -581,9 +581,7 @@ def run_case(name: str, config: dict) -> dict:
             if tfl.has_external_buffers:
                 # ai-edge-quantizer keeps the weights after the flatbuffer,
                 # which TFLite-Micro does not read: measured with them inside.
-                other_failed[f"{label} (weights moved inside)"] = (
-                    "it stores its weights after the flatbuffer (buffer offsets), which "
-                    "TFLite-Micro does not read; measured with `with_inline_buffers()`")
+                moved_inside.add(label)
                 tfl = tfl.with_inline_buffers()
             artifacts[label] = (tfl, seconds, keras_acc, None)
 
@@ -648,6 +646,8 @@ def run_case(name: str, config: dict) -> dict:
             "fully_integer": tfl.is_fully_integer}
         if label in other_tools.LABELS and result.micro_accuracy is None:
             rows[label]["micro_note"] = _micro_refusal(tfl)
+        if label in moved_inside:
+            rows[label]["weights_moved_inside"] = True
     if "AEQ static_wi8_ai16" in rows:
         rows["AEQ static_wi8_ai16"]["litert_unquantized_input"] = other_tools.raw_int16_accuracy(
             artifacts["AEQ static_wi8_ai16"][0], xt, yt)
@@ -679,18 +679,23 @@ def _micro_refusal(tfl) -> str:
         micro.check_micro_compatible(tfl)
     except (ValueError, RuntimeError) as exc:
         return str(exc).splitlines()[0]
-    return "allocation or invocation failed"
+    floats = sorted({op for op, _ in tfl.float_ops})
+    return "allocation or invocation failed" + (
+        f"; it computes in float ({', '.join(floats)})" if floats else "")
 
 
 def _other_tools_notes(result: dict) -> list[str]:
     """What the table cannot say about the other tools' rows: those that have
     no artifact, where TFLite-Micro refused an artifact, the 16x8 input."""
-    notes = [f"{label}: {why}" if label.endswith("(weights moved inside)")
-             else f"{label}: no artifact ({why})"
+    notes = [f"{label}: no artifact ({why})"
              for label, why in result.get("other_tools_failed", {}).items()]
     for label, row in _ordered_rows(result):
         if label in other_tools.LABELS and row.get("micro_note"):
             notes.append(f"{label}: TFLite-Micro does not run it ({row['micro_note']})")
+        if row.get("weights_moved_inside"):
+            notes.append(f"{label}: stores its weights after the flatbuffer (buffer offsets), "
+                         "which TFLite-Micro does not read (it runs on garbage); measured "
+                         "with them moved inside (`with_inline_buffers()`)")
     row = result["rows"].get("AEQ static_wi8_ai16")
     if row and row.get("litert_unquantized_input") is not None:
         notes.append(

@@ -270,8 +270,12 @@ class ModelGraph:
             group.blocked = f"'{source.name}' has no known output channel count"
             return group
         frontier = [(source, tuple(range(channels)))]
+        visited: set[tuple[int, tuple[int, ...]]] = set()
         while frontier:
             node, indices = frontier.pop()
+            if (id(node), indices) in visited:  # reached again by another path
+                continue
+            visited.add((id(node), indices))
             if node.is_output:
                 group.blocked = group.blocked or (
                     f"'{node.name}' is a model output: its channels are the model's")

@@ -33,7 +33,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tflite_export.metadata import _per_channel, embed_metadata
+from tflite_export.metadata import embed_metadata, per_channel
 from tflite_export.model import TensorInfo, TFLiteModel, write_atomic
 
 __all__ = ["export_android", "AndroidArtifacts"]
@@ -81,7 +81,7 @@ def export_android(
                              author=author, license=license, mean=mean, std=std,
                              labels=labels, labels_file=f"{name}_labels.txt")
     channels = tfl.inputs[0].shape[-1] if tfl.inputs[0].shape else 1
-    means, stds = _per_channel("mean", mean, channels), _per_channel("std", std, channels)
+    means, stds = per_channel("mean", mean, channels), per_channel("std", std, channels)
     labels = None if labels is None else [str(label) for label in labels]
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

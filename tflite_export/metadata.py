@@ -140,7 +140,7 @@ def _metadata_flatbuffer(tfl: TFLiteModel, *, name, description, version, author
     return bytes(b.Output())
 
 
-def _per_channel(name: str, value: float | Sequence[float], channels: int) -> list[float]:
+def per_channel(name: str, value: float | Sequence[float], channels: int) -> list[float]:
     values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
     if len(values) not in (1, channels):
         raise ValueError(f"`{name}` has {len(values)} values; give one, or one per input "
@@ -175,8 +175,8 @@ def embed_metadata(
     if not isinstance(tfl, TFLiteModel):
         raise ValueError(f"`tfl` must be a TFLiteModel; received {type(tfl).__name__}.")
     channels = tfl.inputs[0].shape[-1] if tfl.inputs[0].shape else 1
-    means = _per_channel("mean", mean, channels)
-    stds = _per_channel("std", std, channels)
+    means = per_channel("mean", mean, channels)
+    stds = per_channel("std", std, channels)
     if any(s == 0 for s in stds):
         raise ValueError("`std` must not be zero.")
     if labels is not None:
