@@ -571,7 +571,7 @@ def run_case(name: str, config: dict) -> dict:
     artifacts["PTQ int8"] = (*convert(base, mode="int8", io_dtype="int8",
                                       representative_data=x[:500]), accuracy(base), None)
     other_failed, moved_inside = {}, set()
-    if config.get("other_tools", True):
+    if config.get("other_tools", False):
         print(f"== {name}: other tools on the same float weights", flush=True)
         found, other_failed = other_tools.artifacts(
             lambda: getattr(kc.models, name)(input_shape=tuple(x.shape[1:])), float_weights,

@@ -100,8 +100,7 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
 
     config = {"full": False, "data_dir": str(data_dir), "tfmot": True, "latency_runs": 5,
               "seed": 0, "sizes": (1000, 200, 1, 1, 1), "cache_dir": str(tmp_path / "cache"),
-              "timing": (1, 10),  # --quick itself times no steps
-              "other_tools": False}  # test_suite_other_tools_rows
+              "timing": (1, 10)}  # --quick itself times no steps
     result = run.run_case("lenet_300_100", config)
     rows = result["rows"]
     assert list(rows) == ["float32", "PTQ int8", "keras-compress", "TFMOT"]
@@ -144,7 +143,7 @@ def test_suite_other_tools_rows(data_dir, tmp_path):
 
     config = {"full": False, "data_dir": str(data_dir), "tfmot": False, "latency_runs": 5,
               "seed": 0, "sizes": (1000, 200, 1, 1, 1), "cache_dir": str(tmp_path / "cache"),
-              "timing": (0, 10), "distill": False}
+              "timing": (0, 10), "distill": False, "other_tools": True}
     result = run.run_case("lenet5", config)
     rows, failed = result["rows"], result["other_tools_failed"]
     assert set(rows) | set(failed) == {"float32", "PTQ int8", "keras-compress",

@@ -129,8 +129,10 @@ def test_the_built_in_tables_come_from_the_registry():
 
     assert prunable.prunable_weights(keras.layers.Dense(2)) == registry.kernels(
         keras.layers.Dense(2))
-    assert wrapper.quantizable_layers()[:2] == ["TwoPaths", "Scaled"]  # registered first
-    assert wrapper.quantizable_layers()[2:5] == ["Dense", "Conv1D", "Conv2D"]
+    names = wrapper.quantizable_layers()
+    assert names[:2] == ["TwoPaths", "Scaled"]  # registered first
+    assert [n for n in names if n in ("Dense", "Conv1D", "Conv2D")] == ["Dense", "Conv1D",
+                                                                        "Conv2D"]
     assert not wrapper.is_quantizable(keras.layers.Conv3D(2, 3))
     assert registry.rule_for(keras.layers.MaxPooling2D()).qat == "same_scale"
     assert registry.rule_for(keras.layers.Add()).channels == "join"
