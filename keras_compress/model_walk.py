@@ -1,7 +1,8 @@
 """The one place that walks a Keras model and rebuilds it with layers replaced.
 
-`prune`, `strip` (and later `quantize`, `cluster`, `factorize`) all go through
-`rebuild`, so a new model shape is supported once for every technique.
+`prune`, `strip`, `cluster` and `factorize` go through `rebuild`, so a new
+model shape is supported once for them; `quantize` plans from
+`keras_compress.graph.ModelGraph` and rebuilds with its own rewrites.
 
 `rebuild` works on Sequential and functional models, recursing into nested
 Sequential/functional models. The result never shares layers or variables with

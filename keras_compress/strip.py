@@ -1,8 +1,12 @@
 """`strip(model)`: remove every keras-compress wrapper, baking its effect in.
 
-The result is a plain Keras model (same layer names and types as before
-wrapping) whose kernels hold the pruned zeros, ready for `model.save`,
-`tflite_export.convert` or any other tool. Stripping an already plain model
+The result is a plain Keras model whose kernels hold what the wrappers
+computed (pruned zeros, shared values, folded BatchNormalization, weights on
+their int grids), ready for `model.save`, `tflite_export.convert` or any
+other tool. A pruned or clustered model keeps its layer names and types; a
+QAT model keeps the layers QAT rewrote (a SeparableConv split in two, a
+Rescaling as a 1x1 depthwise convolution, 4-bit kernels as `QuantizedKernel`)
+and loses its activation quantizers. Stripping an already plain model
 returns a weight-equal copy, so `strip` is idempotent.
 
 Example:
