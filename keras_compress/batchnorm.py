@@ -38,7 +38,7 @@ import numpy as np
 
 from keras_compress import model_walk
 from keras_compress.quantization.wrapper import QuantizeWrapper
-from keras_compress.schedules import _check_int
+from keras_compress.schedules import check_int
 
 __all__ = ["recalibrate_batchnorm"]
 
@@ -91,8 +91,8 @@ def recalibrate_batchnorm(
             "recalibrate_batchnorm: received a Distiller, which also holds the teacher; "
             "pass the model you deploy, `distiller.student`.")
     if steps is not None:
-        _check_int("steps", steps, 1)
-    _check_int("batch_size", batch_size, 1)
+        check_int("steps", steps, 1)
+    check_int("batch_size", batch_size, 1)
     if not model.built:
         raise ValueError(f"recalibrate_batchnorm: model '{model.name}' is not built; call it "
                          "on a batch or build it first.")

@@ -30,7 +30,7 @@ import keras
 from keras_compress.distillation import DistillationCallback, Distiller
 from keras_compress.pruning import PruningCallback, prune
 from keras_compress.quantization import QuantizationCallback, quantize
-from keras_compress.schedules import PolynomialDecay, Schedule, _check_int
+from keras_compress.schedules import PolynomialDecay, Schedule, check_int
 
 __all__ = ["recipe"]
 
@@ -105,18 +105,18 @@ def recipe(
     if sparsity is not None:
         if not isinstance(prune_epochs, (tuple, list)) or len(prune_epochs) != 2:
             raise ValueError(f"`prune_epochs` must be (first, last); received {prune_epochs!r}.")
-        first, last = (_check_int("prune_epochs", e, 0) for e in prune_epochs)
+        first, last = (check_int("prune_epochs", e, 0) for e in prune_epochs)
         if last <= first:
             raise ValueError(f"`prune_epochs`={tuple(prune_epochs)}: last must come after first.")
         # In epochs, resolved to steps by PruningCallback when fit starts (16
         # mask updates over the ramp), unless the steps per epoch are given.
         schedule = PolynomialDecay(0.0, sparsity, begin_epoch=first, end_epoch=last)
         if steps_per_epoch is not None:
-            schedule = schedule.resolve(_check_int("steps_per_epoch", steps_per_epoch, 1))
+            schedule = schedule.resolve(check_int("steps_per_epoch", steps_per_epoch, 1))
         model = prune(model, schedule=schedule, structure=structure, skip=skip_pruning)
         callbacks.append(PruningCallback())
     if qat_from_epoch is not None:
-        start = _check_int("qat_from_epoch", qat_from_epoch, 0)
+        start = check_int("qat_from_epoch", qat_from_epoch, 0)
         model = quantize(model, weight_bits=weight_bits, skip=skip_quantization,
                          preserve=preserve)
         callbacks.append(QuantizationCallback(start_epoch=start, freeze_bn_epoch=freeze_bn_epoch))

@@ -77,7 +77,7 @@ def _check_sparsity(name: str, value: Any) -> float:
     return value
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"`{name}` must be an integer >= {minimum}; received {value!r}.")
     if value < minimum:
@@ -105,20 +105,20 @@ class PruningSchedule(Schedule):
             if begin_step not in (None, 0) or end_step not in (None, -1):
                 raise ValueError("Give the pruning window in steps (`begin_step`, `end_step`) "
                                  "or in epochs (`begin_epoch`, `end_epoch`), not both.")
-            self.begin_epoch = _check_int("begin_epoch", 0 if begin_epoch is None
+            self.begin_epoch = check_int("begin_epoch", 0 if begin_epoch is None
                                           else begin_epoch, 0)
-            self.end_epoch = _check_int("end_epoch", -1 if end_epoch is None else end_epoch, -1)
+            self.end_epoch = check_int("end_epoch", -1 if end_epoch is None else end_epoch, -1)
             if self.end_epoch != -1 and self.end_epoch < self.begin_epoch:
                 raise ValueError(f"`end_epoch` ({end_epoch}) must be >= `begin_epoch` "
                                  f"({begin_epoch}), or -1 to keep updating until training "
                                  "stops.")
-            self.frequency = None if frequency is None else _check_int("frequency", frequency, 1)
+            self.frequency = None if frequency is None else check_int("frequency", frequency, 1)
             self.begin_step = self.end_step = None
             return
         self.begin_epoch = self.end_epoch = None
-        self.begin_step = _check_int("begin_step", begin_step, 0)
-        self.end_step = _check_int("end_step", end_step, -1)
-        self.frequency = _check_int("frequency", 100 if frequency is None else frequency, 1)
+        self.begin_step = check_int("begin_step", begin_step, 0)
+        self.end_step = check_int("end_step", end_step, -1)
+        self.frequency = check_int("frequency", 100 if frequency is None else frequency, 1)
         if self.end_step != -1 and self.end_step < self.begin_step:
             raise ValueError(
                 f"`end_step` ({end_step}) must be >= `begin_step` ({begin_step}), "
@@ -134,7 +134,7 @@ class PruningSchedule(Schedule):
         """This schedule in optimizer steps (itself when already in steps)."""
         if not self.in_epochs:
             return self
-        spe = _check_int("steps_per_epoch", steps_per_epoch, 1)
+        spe = check_int("steps_per_epoch", steps_per_epoch, 1)
         begin = self.begin_epoch * spe
         end = -1 if self.end_epoch == -1 else self.end_epoch * spe
         frequency = self.frequency or (max(1, (end - begin) // 16) if end != -1 else spe)
@@ -343,8 +343,8 @@ class _Ramp(Schedule):
     def __init__(self, start: float, end: float, begin_step: int, end_step: int):
         self.start = _check_number("start", start)
         self.end = _check_number("end", end)
-        self.begin_step = _check_int("begin_step", begin_step, 0)
-        self.end_step = _check_int("end_step", end_step, 0)
+        self.begin_step = check_int("begin_step", begin_step, 0)
+        self.end_step = check_int("end_step", end_step, 0)
         if self.end_step < self.begin_step:
             raise ValueError(
                 f"`end_step` ({end_step}) must be >= `begin_step` ({begin_step})."

@@ -34,7 +34,7 @@ import keras
 from keras_compress import model_walk
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.wrapper import QuantizeWrapper
-from keras_compress.schedules import _check_int
+from keras_compress.schedules import check_int
 
 __all__ = ["QuantizationCallback", "find_quantizers"]
 
@@ -54,7 +54,7 @@ def find_quantizers(model) -> tuple[list[QuantizeWrapper], list[ActivationQuanti
 
 
 def _epoch_arg(value: Any, name: str) -> int | None:
-    return None if value is None else _check_int(name, value, 0)
+    return None if value is None else check_int(name, value, 0)
 
 
 @keras.saving.register_keras_serializable(package="keras_compress")
