@@ -36,8 +36,8 @@ def _first_line(exc: Exception) -> str:
 
 def keras_quantized(make_model: Callable, weights, mode: str, x_test):
     """Keras' own route: a fresh model with `weights`, `quantize(mode)`,
-    `export(format="litert")`. Returns (TFLiteModel, seconds, Keras accuracy
-    inputs' predictions) or raises what Keras raised."""
+    `export(format="litert")`. Returns (TFLiteModel, seconds, the quantized
+    Keras model's predictions on `x_test`), or raises what Keras raised."""
     import os
     import tempfile
 
