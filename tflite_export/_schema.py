@@ -55,6 +55,12 @@ def external_buffers(model: "_fb.ModelT") -> list[int]:
     return [i for i, b in enumerate(model.buffers or []) if b.offset > 1]
 
 
+def buffer_data(buf: "_fb.BufferT", content: bytes):
+    """A buffer's bytes: inside the flatbuffer, or after it (`offset`, `size`)
+    in `content`, the file the model was parsed from."""
+    return content[buf.offset:buf.offset + buf.size] if buf.offset > 1 else buf.data
+
+
 def pack(model: "_fb.ModelT", content: bytes) -> bytes:
     """`model` serialized again, every buffer inside the flatbuffer and 16-byte
     aligned; data kept after the flatbuffer (`offset`, `size`) is read from
@@ -64,10 +70,7 @@ def pack(model: "_fb.ModelT", content: bytes) -> bytes:
     buffers = []
     for buf in model.buffers or []:
         out = AlignedBuffer()
-        if buf.offset > 1:
-            out.data = content[buf.offset:buf.offset + buf.size]
-        else:
-            out.data = buf.data
+        out.data = buffer_data(buf, content)
         buffers.append(out)
     model.buffers = buffers
     builder = flatbuffers.Builder(len(content) + 1024)

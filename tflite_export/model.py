@@ -192,9 +192,7 @@ class TFLiteModel:
         (two per byte, low nibble first) come back as int8 values in [-8, 7]."""
         info = self.tensors[tensor] if isinstance(tensor, int) else tensor
         buffer = self._fb.buffers[self._fb.subgraphs[0].tensors[info.index].buffer]
-        raw = buffer.data
-        if buffer.offset > 1:  # stored after the flatbuffer
-            raw = self.content[buffer.offset:buffer.offset + buffer.size]
+        raw = _schema.buffer_data(buffer, self.content)
         if raw is None or not info.is_constant:
             raise ValueError(f"Tensor '{info.name}' is not a constant with stored data.")
         data = (np.frombuffer(raw, np.uint8) if isinstance(raw, bytes)

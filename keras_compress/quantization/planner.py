@@ -169,14 +169,7 @@ class Planner:
         return Plan("float")
 
     def _plan_other(self, layer, single) -> Plan:
-        if isinstance(layer, L.Rescaling) and len(input_shape(layer)) in (3, 4):
-            return Plan("rescaling")
-        if is_channel_normalization(layer) and len(input_shape(layer)) in (3, 4):
-            return Plan("rescaling")
-        if (isinstance(layer, L.BatchNormalization) and self.options.fold_batchnorm
-                and is_channel_batchnorm(layer) and len(input_shape(layer)) in (3, 4)):
-            # Nothing to fold it into (pre-activation, as in DenseNet): its
-            # inference-mode affine map, frozen, as TFLite-Micro runs it in int8.
+        if is_per_channel_affine(layer, self.options.fold_batchnorm):
             return Plan("rescaling")
         if (isinstance(layer, L.UpSampling2D) and layer.interpolation == "nearest"
                 and layer.data_format == "channels_last"
@@ -248,20 +241,28 @@ def is_global_average(layer) -> bool:
     return None not in spatial and tuple(layer.pool_size) == tuple(spatial)
 
 
-def is_channel_batchnorm(layer) -> bool:
-    rank = len(input_shape(layer))
-    axes = layer.axis if isinstance(layer.axis, (tuple, list)) else (layer.axis,)
-    return bool(rank) and tuple(a % rank for a in axes) == (rank - 1,) and not (
-        getattr(layer, "renorm", False) or getattr(layer, "synchronized", False))
-
-
-def is_channel_normalization(layer) -> bool:
-    """A Normalization over the last axis only: a per-channel affine map."""
-    if not isinstance(layer, L.Normalization) or layer.invert or not layer.built:
+def is_per_channel_affine(layer, fold_batchnorm: bool) -> bool:
+    """A layer computing x * scale + offset per channel on a 3D/4D tensor,
+    which QAT runs as a frozen 1x1 depthwise convolution: a Rescaling, a
+    Normalization over the channel axis, or (with `fold_batchnorm`) a
+    BatchNormalization over it that has no Conv/Dense to fold into
+    (pre-activation, as in DenseNet: its inference-mode map)."""
+    if len(input_shape(layer)) not in (3, 4):
         return False
+    if isinstance(layer, L.Rescaling):
+        return True
+    if isinstance(layer, L.Normalization):
+        return not layer.invert and _last_axis_only(layer)
+    if isinstance(layer, L.BatchNormalization):
+        return fold_batchnorm and _last_axis_only(layer) and not (
+            getattr(layer, "renorm", False) or getattr(layer, "synchronized", False))
+    return False
+
+
+def _last_axis_only(layer) -> bool:
     rank = len(input_shape(layer))
     axes = layer.axis if isinstance(layer.axis, (tuple, list)) else (layer.axis,)
-    return bool(rank) and tuple(a % rank for a in axes) == (rank - 1,)
+    return tuple(a % rank for a in axes) == (rank - 1,)
 
 
 def input_shape(layer) -> tuple:
