@@ -5,7 +5,7 @@ centroids). Wrappers nest: `QuantizeWrapper(PruningWrapper(Conv2D))` quantizes
 the pruned kernel. Each wrapper presents the *base layer* (the innermost plain
 layer) with substituted variable values; the outer wrapper starts from what
 the inner one substitutes, so effects compose without re-implementing any
-layer's `call`.
+layer's `call`: the forward pass is written once, here (`call`).
 
 `strip` turns a wrapper back into a plain layer of the base type by calling
 `stripped()`; nothing else needs to know which technique it is.
@@ -42,6 +42,27 @@ class CompressionWrapper(keras.layers.Wrapper):
         if isinstance(self.layer, CompressionWrapper):
             return self.layer.substitutions(training)
         return []
+
+    def call(self, inputs, training=None, **kwargs):
+        """The base layer's own `call`, computing with the substituted values
+        (its losses kept), then `finish`: every wrapper's forward pass."""
+        with keras.StatelessScope(state_mapping=self.substitutions(training),
+                                  collect_losses=True) as scope:
+            outputs = self.base_layer(inputs, training=training, **kwargs)
+        for loss in scope.losses:
+            self.add_loss(loss)
+        return self.finish(outputs, training)
+
+    def finish(self, outputs, training: bool | None):
+        """What a wrapper applies after the base layer (QAT's folded
+        BatchNormalization and fused activation); nothing by default."""
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        try:
+            return self.base_layer.compute_output_shape(input_shape)
+        except NotImplementedError:  # a custom layer: trace its call
+            return self.base_layer.compute_output_spec(keras.KerasTensor(input_shape)).shape
 
     def stripped(self) -> keras.layers.Layer:
         """A new plain layer, built, with this wrapper's effect baked into its

@@ -44,14 +44,14 @@ graph.consumers(graph.op("a"))                     # [<Add name=add ...>]
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import keras
 import numpy as np
 
 from keras_compress import model_walk, registry
 
-__all__ = ["ModelGraph", "Node", "ChannelGroup", "Use"]
+__all__ = ["ModelGraph", "Node", "ChannelGroup", "Use", "rebuild"]
 
 L = keras.layers
 
@@ -337,3 +337,61 @@ class ModelGraph:
 def groups_by_source(groups: Iterable[ChannelGroup]) -> dict[str, ChannelGroup]:
     """`{source layer name: its group}`."""
     return {name: g for g in groups for name in g.source_names}
+
+
+Replace = Callable[[keras.layers.Layer], "keras.layers.Layer | None"]
+Call = Callable[..., object]
+
+
+def rebuild(graph: "ModelGraph | keras.Model", replace: Replace | None = None, *,
+            call: Call | None = None) -> keras.Model:
+    """The one model rebuild under every technique: a new model of the same
+    kind (Sequential or functional, input names kept), asking `replace(layer)`
+    for each layer.
+
+    `replace` returns the layer to use instead (carrying its own weights, e.g.
+    a wrapper around `model_walk.copy_layer(layer)`), or `None` for a
+    weight-equal copy. Operation nodes that are not layers (`keras.ops` calls)
+    are kept. Without `call`, nested Sequential/functional models are rebuilt
+    the same way, recursively. With `call(new_layer, *args, **kwargs)`, the
+    caller decides how each new layer is called (and may add layers around
+    it, as QAT does with its activation quantizers); nested models are then
+    the caller's `replace` to handle. The result never shares layers or
+    variables with the input model.
+
+    Raises:
+        ValueError: for subclassed models, whose graph cannot be rebuilt; wrap
+            their layers inside the model's `__init__` instead.
+    """
+    model = graph.model if isinstance(graph, ModelGraph) else graph
+    if not model_walk.is_model(model):
+        raise TypeError(f"Expected a keras.Model; received {type(model).__name__}.")
+    if not model_walk.is_graph_model(model):
+        raise model_walk.subclassed_error(model)
+
+    def clone(op):
+        if not isinstance(op, L.Layer):
+            return op  # a keras.ops call holds no state
+        new = replace(op) if replace is not None else None
+        return model_walk.copy_layer(op) if new is None else new
+
+    def fresh(t):
+        return keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history[0].name)
+
+    if isinstance(model, keras.Sequential):
+        if call is None:
+            return keras.models.clone_model(model, clone_function=clone, recursive=True)
+        x = first = fresh(model.inputs[0])
+        for layer in model.layers:
+            x = call(clone(layer), x)
+        # Trace the calls, then give the Sequential fresh copies of the layers
+        # they used: each then holds one node (a second one would make
+        # `layer.output` ambiguous, e.g. for distillation hints).
+        traced = [op for op in keras.Model(first, x).operations
+                  if not isinstance(op, L.InputLayer)]
+        return keras.Sequential([fresh(model.inputs[0]),
+                                 *(model_walk.copy_layer(op) for op in traced)], name=model.name)
+    # Fresh inputs keep their names: they become the TFLite signature's.
+    inputs = keras.tree.map_structure(fresh, model.input) if model.built else None
+    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone,
+                                    call_function=call, recursive=call is None)

@@ -1,12 +1,8 @@
-"""The one place that walks a Keras model and rebuilds it with layers replaced.
+"""Walking a model's layers, and copying one layer with its weights.
 
-`prune`, `strip`, `cluster` and `factorize` go through `rebuild`, so a new
-model shape is supported once for them; `quantize` plans from
-`keras_compress.graph.ModelGraph` and rebuilds with its own rewrites.
-
-`rebuild` works on Sequential and functional models, recursing into nested
-Sequential/functional models. The result never shares layers or variables with
-the input model: unchanged layers are copied with their weights.
+The graph itself (nodes, consumers, channel groups) and the one rebuild every
+technique goes through are `keras_compress.graph`; this module holds the
+layer-level helpers they and the techniques share.
 
 Example:
 
@@ -14,25 +10,23 @@ Example:
 import keras
 from keras_compress import model_walk
 
-model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-copy = model_walk.rebuild(model, lambda layer: None)   # a weight-equal copy
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
+[layer.name for layer in model_walk.iter_layers(model)]   # ['d']
+copy = model_walk.copy_layer(model.layers[0])             # same config, same weights
 ```
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import keras
 from keras.src.models.functional import Functional as _Functional
 
 from keras_compress._wrapper_base import CompressionWrapper
 
-__all__ = ["rebuild", "copy_layer", "iter_layers", "walk_layers", "is_model", "is_graph_model",
+__all__ = ["copy_layer", "iter_layers", "walk_layers", "is_model", "is_graph_model",
            "check_finite", "subclassed_error"]
-
-Replace = Callable[[keras.layers.Layer], "keras.layers.Layer | None"]
-
 
 def is_model(obj: object) -> bool:
     return isinstance(obj, keras.Model)
@@ -104,43 +98,6 @@ def copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
         if new.built and layer.weights:
             new.set_weights(layer.get_weights())
     return new
-
-
-def rebuild(model: keras.Model, replace: Replace) -> keras.Model:
-    """Clone `model`, asking `replace(layer)` for every leaf layer.
-
-    `replace` returns a new layer to use instead (it must carry its own weights,
-    e.g. a wrapper around `copy_layer(layer)`), or `None` to keep a weight-equal
-    copy of the layer. Operation nodes that are not layers (a functional graph
-    calling `keras.ops`, e.g. `x + 3.0`) are kept as they are.
-
-    Raises:
-        ValueError: for subclassed models, whose graph cannot be rebuilt; wrap
-            their layers inside the model's `__init__` instead.
-    """
-    if not is_model(model):
-        raise TypeError(f"Expected a keras.Model; received {type(model).__name__}.")
-    if not is_graph_model(model):
-        raise subclassed_error(model)
-
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if not isinstance(layer, keras.layers.Layer):
-            return layer  # a keras.ops call in a functional graph: no state to copy
-        new = replace(layer)
-        return copy_layer(layer) if new is None else new
-
-    input_tensors = None
-    if not isinstance(model, keras.Sequential) and model.built:
-        # Keep the input names: they become the TFLite signature's input names.
-        input_tensors = keras.tree.map_structure(
-            lambda t: keras.Input(
-                batch_shape=t.shape, dtype=t.dtype, name=t._keras_history[0].name
-            ),
-            model.input,
-        )
-    return keras.models.clone_model(
-        model, input_tensors=input_tensors, clone_function=clone, recursive=True
-    )
 
 
 def subclassed_error(model: keras.Model) -> ValueError:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_compress import model_walk
+from keras_compress import graph, model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.distillation.distiller import Distiller
 from keras_compress.quantization.activations import ActivationQuantizer
@@ -52,7 +52,7 @@ def strip(model: keras.layers.Layer) -> keras.layers.Layer:
         return strip(model.student)
     if not model_walk.is_model(model):
         return model_walk.copy_layer(model)
-    return model_walk.rebuild(model, _strip_layer)
+    return graph.rebuild(model, _strip_layer)
 
 
 def _strip_layer(layer: keras.layers.Layer) -> keras.layers.Layer | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_compress import model_walk
+from keras_compress import graph, model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.clustering.wrapper import ClusterWrapper
 from keras_compress.pruning import prunable
@@ -80,4 +80,4 @@ def cluster(model: keras.layers.Layer, n_clusters: int = 16, init: str = "kmeans
         wrapper.build(layer.get_build_config()["input_shape"])
         return wrapper
 
-    return model_walk.rebuild(model, replace)
+    return graph.rebuild(model, replace)

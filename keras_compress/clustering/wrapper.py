@@ -119,14 +119,6 @@ class ClusterWrapper(CompressionWrapper):
         done = {id(self._kernel)}
         return [(self._kernel, clustered)] + [(v, x) for v, x in inner if id(v) not in done]
 
-    def call(self, inputs, training=None, **kwargs):
-        with keras.StatelessScope(state_mapping=self.substitutions(training),
-                                  collect_losses=True) as scope:
-            outputs = self.base_layer(inputs, training=training, **kwargs)
-        for loss in scope.losses:
-            self.add_loss(loss)
-        return outputs
-
     def clustered_kernel(self) -> np.ndarray:
         return (np.take(self.centroids.numpy(), self.indices.numpy())
                 * self.keep.numpy()).astype(np.float32)
@@ -139,8 +131,5 @@ class ClusterWrapper(CompressionWrapper):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "n_clusters": self.n_clusters, "init": self.init,
                 "per_channel": self.per_channel}
-
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
 
 

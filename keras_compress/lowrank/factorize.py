@@ -29,7 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_compress import model_walk, registry
+from keras_compress import graph, model_walk, registry
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning.api import selector
 
@@ -150,5 +150,5 @@ def factorize(
     if not plans:
         raise ValueError(f"Model '{model.name}': no layer would get fewer parameters from a "
                          "factorization at the requested rank/energy/budget.")
-    return model_walk.rebuild(
+    return graph.rebuild(
         model, lambda layer: _split(layer, plans[id(layer)]) if id(layer) in plans else None)

@@ -27,7 +27,7 @@ from typing import Any, Union
 import keras
 import numpy as np
 
-from keras_compress import model_walk
+from keras_compress import graph, model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning import prunable
 from keras_compress.pruning.wrapper import (
@@ -206,7 +206,7 @@ def prune(
             wrapper.build(layer.get_build_config()["input_shape"])
         return wrapper
 
-    return model_walk.rebuild(model, replace)
+    return graph.rebuild(model, replace)
 
 
 # ----------------------------------------------------------------------- report

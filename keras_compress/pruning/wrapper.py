@@ -314,14 +314,6 @@ class PruningWrapper(CompressionWrapper):
         done = {id(var) for var, _ in mapping}
         return mapping + [(var, value) for var, value in inner if id(var) not in done]
 
-    def call(self, inputs, training=None, **kwargs):
-        mapping = self.substitutions(training)
-        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-            outputs = self.base_layer(inputs, training=training, **kwargs)
-        for loss in scope.losses:
-            self.add_loss(loss)
-        return outputs
-
     # ------------------------------------------------------------------ masks
     @property
     def target_names(self) -> list[str]:

@@ -83,8 +83,6 @@ class Planner:
         self.by_new: dict[int, Plan] = {}
         self.names = {layer.name for layer in model_walk.iter_layers(model)}
         self.input_cache: dict[int, Any] = {}
-        self.new_inputs: set[int] = set()
-        self.emitted: list[keras.layers.Layer] = []
         self._plan()
 
     # ---------------------------------------------------------------- analysis

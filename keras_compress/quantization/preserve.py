@@ -35,7 +35,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_compress import model_walk
+from keras_compress import graph, model_walk
 from keras_compress.clustering.wrapper import ClusterWrapper
 from keras_compress.pruning import prunable
 from keras_compress.pruning.wrapper import PruningWrapper
@@ -133,7 +133,7 @@ def wrap(model: keras.layers.Layer, kept: list[Preserved]) -> keras.layers.Layer
     def replace(layer):
         return _wrapper(layer, by_name[layer.name]) if layer.name in by_name else None
 
-    return model_walk.rebuild(model, replace)
+    return graph.rebuild(model, replace)
 
 
 def shared_dense(model: keras.layers.Layer) -> list[str]:

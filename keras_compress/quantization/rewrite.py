@@ -1,9 +1,8 @@
 """QAT rewrite: one level of a model rebuilt as its `Planner` decided.
 
-`Rewriter.build()` clones the model (Keras' `clone_model` for functional
-graphs, fresh layers for Sequential ones), replacing each node by its QAT
-form and placing `ActivationQuantizer`s where TFLite stores an int8 tensor
-with its own scale.
+`Rewriter.build()` rebuilds the model through `keras_compress.graph.rebuild`,
+replacing each node by its QAT form and placing `ActivationQuantizer`s where
+TFLite stores an int8 tensor with its own scale.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_compress import graph as graph_lib
 from keras_compress import model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning.wrapper import PruningWrapper
@@ -42,10 +42,6 @@ class Rewriter(Planner):
         return ActivationQuantizer(
             bits=self.options.activation_bits, momentum=self.options.momentum, name=unique
         )
-
-    def _emit(self, layer, *args, **kwargs):
-        self.emitted.append(layer)
-        return layer(*args, **kwargs)
 
     def _clone(self, layer):
         plan = self.plans.get(id(layer), Plan("plain"))
@@ -178,56 +174,33 @@ class Rewriter(Planner):
             args, kwargs = keras.tree.map_structure(self._quantized_input, (args, kwargs))
         if plan.parts:
             depthwise = plan.parts[0]
-            hidden = self._emit(depthwise, *args, **kwargs)
-            args, kwargs = (self._emit(self._quantizer(depthwise.base_layer.name), hidden),), {}
-        out = self._emit(layer, *args, **kwargs)
+            hidden = depthwise(*args, **kwargs)
+            args, kwargs = (self._quantizer(depthwise.base_layer.name)(hidden),), {}
+        out = layer(*args, **kwargs)
         base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
         if plan.kind == "weighted" and plan.split:
-            out = self._emit(self._quantizer(base.name), out)
-            out = self._emit(L.Activation(plan.split, name=f"{base.name}_{plan.split}"), out)
+            out = self._quantizer(base.name)(out)
+            out = L.Activation(plan.split, name=f"{base.name}_{plan.split}")(out)
             if plan.split in FIXED_RANGE:
                 return out
         if plan.quantize_output and is_float(out):
-            out = self._emit(self._quantizer(base.name), out)
+            out = self._quantizer(base.name)(out)
         return out
 
     def _quantized_input(self, value):
-        if not isinstance(value, keras.KerasTensor) or id(value) not in self.new_inputs:
+        # Only the rebuilt model's own inputs: each is quantized once, where it enters.
+        if not isinstance(value, keras.KerasTensor) or not isinstance(
+                value._keras_history.operation, L.InputLayer):
             return value
         if not is_float(value):
             return value
         if id(value) not in self.input_cache:
             name = value._keras_history.operation.name
-            self.input_cache[id(value)] = self._emit(self._quantizer(name), value)
+            self.input_cache[id(value)] = self._quantizer(name)(value)
         return self.input_cache[id(value)]
 
     def build(self) -> keras.Model:
-        model = self.model
-        inputs = keras.tree.map_structure(
-            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype,
-                                  name=t._keras_history.operation.name),
-            model.inputs if isinstance(model, keras.Sequential) else model.input,
-        )
-        self.new_inputs = {id(t) for t in keras.tree.flatten(inputs)}
-        if isinstance(model, keras.Sequential):
-            x = inputs[0]
-            for layer in model.layers:
-                x = self._call(self._clone(layer), x)
-            if self.problems:
-                return model
-            # The layers above were called once to plan the graph; fresh copies
-            # give the Sequential layers with a single node each (a second node
-            # would make `layer.output` ambiguous, e.g. for distillation hints).
-            first = inputs[0]
-            fresh_input = keras.Input(batch_shape=first.shape, dtype=first.dtype,
-                                      name=first._keras_history.operation.name)
-            return keras.Sequential(
-                [fresh_input, *(model_walk.copy_layer(layer) for layer in self.emitted)],
-                name=model.name,
-            )
-        return keras.models.clone_model(
-            model, input_tensors=inputs, clone_function=self._clone, call_function=self._call
-        )
+        return graph_lib.rebuild(self.graph, self._clone, call=self._call)
 
 
 def split_pruning(pruned: PruningWrapper, pointwise, input_shape) -> PruningWrapper:

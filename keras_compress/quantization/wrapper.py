@@ -250,12 +250,7 @@ class QuantizeWrapper(CompressionWrapper):
         done = {id(v) for v, _ in mapping}
         return mapping + [(v, val) for v, val in inner if id(v) not in done]
 
-    def call(self, inputs, training=None):
-        mapping = self.substitutions(training)
-        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-            y = self.base_layer(inputs, training=training)
-        for loss in scope.losses:
-            self.add_loss(loss)
+    def finish(self, y, training):
         if self.batchnorm is not None:
             y = self._batchnorm(y, training)
         return _apply_activation(self.activation, y)
@@ -290,13 +285,6 @@ class QuantizeWrapper(CompressionWrapper):
             mean, var = bn.moving_mean, bn.moving_variance
         a = keras.ops.rsqrt(var + bn.epsilon) * gamma
         return y * (a / safe) + (beta - mean * a)
-
-    def compute_output_shape(self, input_shape):
-        try:
-            return self.base_layer.compute_output_shape(input_shape)
-        except NotImplementedError:  # a custom layer: trace its call
-            spec = self.base_layer.compute_output_spec(keras.KerasTensor(input_shape))
-            return spec.shape
 
     # ------------------------------------------------------------------ strip
     def folded_weights(self) -> tuple[np.ndarray, np.ndarray | None]:
