@@ -52,34 +52,34 @@ def compute() -> dict:
     import tensorflow as tf
 
     import tflite_export
-    from benchmarks import _keys, run
+    from benchmarks import _cases, _keys
 
     tf.config.experimental.enable_op_determinism()
     result = {"semantics": dict(_keys.SEMANTICS),
               "packages": {k: _keys.package_versions(k) for k in ("float", "ours")},
               "float": {}, "ours": {}}
-    for name, case in run.CASES.items():
+    for name, case in _cases.CASES.items():
         shape = _input_shape(name, case["dataset"])
         rng = np.random.default_rng(0)
         x = rng.random((_STEPS * _BATCH, *shape), dtype=np.float32)
         y = rng.integers(0, 10, _STEPS * _BATCH)
         keras.utils.set_random_seed(0)
-        data = run.training_data(x, y, _BATCH, case["dataset"] == "cifar10", 0)
+        data = _cases.training_data(x, y, _BATCH, case["dataset"] == "cifar10", 0)
         import keras_compress as kc
 
         base = getattr(kc.models, name)(input_shape=shape)
         initial = base.get_weights()
-        run.train_float(base, data, case["float"], 1, _STEPS)
+        _cases.train_float(base, data, case["float"], 1, _STEPS)
         result["float"][name] = {"initial": _summary(initial),
                                  "trained": _summary(base.get_weights())}
         setup = {"prune_epochs": 1, "qat_epochs": 1, "learning_rate": case["tune_lr"],
                  "lr_decay": case.get("tune_decay", "constant")}
         rows = {"keras-compress": None}
         if case.get("distill"):
-            rows[run.DISTILLED] = base
+            rows[_cases.DISTILLED] = base
         for label, teacher in rows.items():
             keras.utils.set_random_seed(1)
-            stripped = run._fit_compressed(name, case, setup, data, _STEPS, base.get_weights(),
+            stripped = _cases.fit_compressed(name, case, setup, data, _STEPS, base.get_weights(),
                                            shape, teacher)
             tfl = tflite_export.convert(stripped, mode="int8", io_dtype="int8")
             constants = [tfl.constant(t) for t in tfl.tensors if t.is_constant]

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
 
     import tflite_export
     from benchmarks._timing import fit_step_times
-    from benchmarks.run import load_case_data, training_data, tune_rate
+    from benchmarks._cases import load_case_data, training_data, tune_rate
     from keras_compress import models
 
     tf_keras.utils.set_random_seed(config["seed"])

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
     import tf_keras
 
     from benchmarks._timing import fit_step_times
-    from benchmarks.run import load_case_data
+    from benchmarks._cases import load_case_data
     from keras_compress import models
 
     tf_keras.utils.set_random_seed(config["seed"])

@@ -110,14 +110,14 @@ def main(argv) -> None:
     import numpy as np
 
     import tflite_export
-    from benchmarks import _report, run
+    from benchmarks import _cases, _report
 
     results = {}
     for case in FLAGS.cases:
-        config = {"dataset": run.CASES[case]["dataset"], "data_dir": FLAGS.data_dir,
+        config = {"dataset": _cases.CASES[case]["dataset"], "data_dir": FLAGS.data_dir,
                   "model": case, "seed": 0, "train_images": 1,
                   "test_images": FLAGS.test_images}
-        _, (xt, yt) = run.load_case_data(config)
+        _, (xt, yt) = _cases.load_case_data(config)
         results[case] = {}
         for row, path in committed_rows(case).items():
             print(f"{case} / {row}: {path.name}", flush=True)

@@ -47,7 +47,7 @@ class OpStat:
 def _define_flags() -> None:
     flags.DEFINE_string("data_dir", str(DATA_DIR),
                         "Folder holding mnist/ and cifar10/ (see keras_compress.datasets).")
-    flags.DEFINE_string("case", "lenet_300_100", "A case of benchmarks.run.CASES.")
+    flags.DEFINE_string("case", "lenet_300_100", "A case of benchmarks._cases.CASES.")
     flags.DEFINE_enum("phase", "qat", PHASES, "The compressing fit's phase to profile.")
     flags.DEFINE_integer("steps", 100, "Training steps profiled per model (after a warm-up).")
     flags.DEFINE_integer("top", 15, "Rows of each table.")
@@ -114,24 +114,24 @@ def profile_case(name: str, phase: str, steps: int, data_dir: str,
     import keras
 
     import keras_compress as kc
-    from benchmarks import run
+    from benchmarks import _cases
 
     if phase not in PHASES:
         raise ValueError(f"`phase` must be one of {PHASES}; received {phase!r}.")
-    case = run.CASES[name]
+    case = _cases.CASES[name]
     batch = case["batch"]
     setup = {"model": name, "dataset": case["dataset"], "data_dir": data_dir, "seed": seed,
              "train_images": batch * steps, "test_images": 1}
-    (x, y), _ = run.load_case_data(setup)
+    (x, y), _ = _cases.load_case_data(setup)
     keras.utils.set_random_seed(seed)
     shape = tuple(x.shape[1:])
-    plain = run._compile(getattr(kc.models, name)(input_shape=shape),
+    plain = _cases.compile(getattr(kc.models, name)(input_shape=shape),
                          keras.optimizers.Adam(case["tune_lr"]))
     # The prune phase at its final sparsity with no further update; the QAT
     # phase with fake quantization switched on by the callback's warm-up.
     schedule = kc.ConstantSparsity(case["sparsity"], 0, end_step=0)
-    compressed = run._compile(
-        run._compressing_model(name, case, plain.get_weights(), shape, schedule),
+    compressed = _cases.compile(
+        _cases.compressing_model(name, case, plain.get_weights(), shape, schedule),
         keras.optimizers.Adam(case["tune_lr"]))
     warm = min(len(x), 2 * batch)
     plain.fit(x[:warm], y[:warm], batch_size=batch, verbose=0)

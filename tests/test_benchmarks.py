@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import _report, pruning_overhead
+from benchmarks import _cache, _cases, _render, _report, pruning_overhead
 
 
 @pytest.mark.slow
@@ -116,10 +116,10 @@ def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
             assert rows[label][column] > 0, (label, column)
     assert rows["keras-compress"]["latency_vs_tfmot"] > 0
     assert rows["keras-compress"]["sparsity"] > 0.5 and rows["TFMOT"]["sparsity"] > 0.5
-    markdown = run.render([result], config)
+    markdown = _render.render([result], config)
     assert "| TFMOT |" in markdown and "| keras-compress |" in markdown
     assert "Step ratios by phase" in markdown and "Published reference rows" in markdown
-    run.plot([result], tmp_path / "suite.png")
+    _render.plot([result], tmp_path / "suite.png")
     assert (tmp_path / "suite.png").read_bytes()[:4] == b"\x89PNG"
 
     # Run again: every trained row comes from the cache, but the step times,
@@ -163,9 +163,9 @@ def test_suite_other_tools_rows(data_dir, tmp_path):
     a16 = rows["AEQ static_wi8_ai16"]
     assert a16["litert"] >= rows["float32"]["litert"] - 0.05
     assert a16["litert_unquantized_input"] < a16["litert"] - 0.3
-    markdown = run.render([result], config)
+    markdown = _render.render([result], config)
     assert "| AEQ static_wi8_ai8 |" in markdown and "a misuse, not a defect" in markdown
-    run.plot([result], tmp_path / "suite.png")
+    _render.plot([result], tmp_path / "suite.png")
 
 
 def test_suite_runs_of_separate_cases_keep_each_others_results(tmp_path):
@@ -192,16 +192,15 @@ def test_suite_float_schedule_warms_up_then_decays_to_zero():
     its warm-up (the smoke tests' one-epoch baselines)."""
     import keras
 
-    from benchmarks import run
 
     recipe = {"optimizer": "sgd", "lr": 0.1, "warmup": 2}
-    schedule = run._float_schedule(keras, recipe, 100, 10)
+    schedule = _cases.float_schedule(keras, recipe, 100, 10)
     assert float(schedule(10)) == pytest.approx(0.05)
     assert float(schedule(20)) == pytest.approx(0.1)
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
-    short = run._float_schedule(keras, recipe, 10, 10)
+    short = _cases.float_schedule(keras, recipe, 10, 10)
     assert float(short(9)) == pytest.approx(0.1) and float(short(10)) == pytest.approx(0.0, abs=1e-9)
-    adam = run._float_schedule(keras, {"optimizer": "adam", "lr": 1e-3}, 100, 10)
+    adam = _cases.float_schedule(keras, {"optimizer": "adam", "lr": 1e-3}, 100, 10)
     assert float(adam(0)) == pytest.approx(1e-3)
 
 
@@ -210,15 +209,14 @@ def test_suite_tune_rate_is_constant_or_a_half_cosine_per_epoch():
     constant, or a half cosine over the prune + QAT epochs that starts at the
     peak, falls every epoch and stays above zero in the last; an unknown decay
     is refused by name."""
-    from benchmarks import run
 
     setup = {"learning_rate": 1e-4, "prune_epochs": 8, "qat_epochs": 4}
-    assert [run.tune_rate(setup, e) for e in (0, 5, 11)] == [1e-4] * 3
-    cosine = [run.tune_rate({**setup, "lr_decay": "cosine"}, e) for e in range(12)]
+    assert [_cases.tune_rate(setup, e) for e in (0, 5, 11)] == [1e-4] * 3
+    cosine = [_cases.tune_rate({**setup, "lr_decay": "cosine"}, e) for e in range(12)]
     assert cosine[0] == pytest.approx(1e-4) and cosine[6] == pytest.approx(5e-5)
     assert all(a > b for a, b in zip(cosine, cosine[1:])) and 0 < cosine[-1] < 2e-6
     with pytest.raises(ValueError, match="lr_decay"):
-        run.tune_rate({**setup, "lr_decay": "step"}, 0)
+        _cases.tune_rate({**setup, "lr_decay": "step"}, 0)
 
 
 def test_suite_prunes_the_layers_tfmot_prunes(data_dir):
@@ -229,13 +227,12 @@ def test_suite_prunes_the_layers_tfmot_prunes(data_dir):
     import numpy as np
 
     import keras_compress as kc
-    from benchmarks import run
 
     setup = {"model": "ds_cnn", "dataset": "cifar10", "data_dir": str(data_dir), "seed": 0,
              "train_images": 64, "test_images": 8}
-    (x, y), _ = run.load_case_data(setup)
+    (x, y), _ = _cases.load_case_data(setup)
     float_weights = kc.models.ds_cnn().get_weights()
-    model = run._compressing_model("ds_cnn", run.CASES["ds_cnn"], float_weights, (32, 32, 3),
+    model = _cases.compressing_model("ds_cnn", _cases.CASES["ds_cnn"], float_weights, (32, 32, 3),
                                    kc.ConstantSparsity(0.5, 0))
     model.compile(keras.optimizers.Adam(1e-4),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -258,12 +255,11 @@ def test_suite_float_fit_resumes_after_an_interruption(data_dir, tmp_path):
     import numpy as np
 
     import keras_compress as kc
-    from benchmarks import run
 
     setup = {"model": "lenet_300_100", "dataset": "mnist", "data_dir": str(data_dir),
              "seed": 0, "train_images": 512, "test_images": 64}
-    (x, y), _ = run.load_case_data(setup)
-    data = run.training_data(x, y, 64, False, 0)
+    (x, y), _ = _cases.load_case_data(setup)
+    data = _cases.training_data(x, y, 64, False, 0)
     recipe = {"optimizer": "sgd", "lr": 0.1, "warmup": 1}
     backup = tmp_path / "lenet.backup"
 
@@ -280,12 +276,12 @@ def test_suite_float_fit_resumes_after_an_interruption(data_dir, tmp_path):
     keras.utils.set_random_seed(0)
     model = kc.models.lenet_300_100()
     with pytest.raises(KeyboardInterrupt):
-        run.train_float(model, data, recipe, 3, 8, backup_dir=backup, callbacks=[Stop()])
+        _cases.train_float(model, data, recipe, 3, 8, backup_dir=backup, callbacks=[Stop()])
     assert backup.exists()
     stopped = [np.array(w) for w in model.get_weights()]
 
     fresh, begin = kc.models.lenet_300_100(), Begin()
-    history = run.train_float(fresh, data, recipe, 3, 8, backup_dir=backup, callbacks=[begin])
+    history = _cases.train_float(fresh, data, recipe, 3, 8, backup_dir=backup, callbacks=[begin])
     assert history.epoch == [2]
     assert begin.step == 2 * 8 and int(fresh.optimizer.iterations) == 3 * 8
     assert all(np.array_equal(a, b) for a, b in zip(begin.weights, stopped))
@@ -302,12 +298,12 @@ def test_suite_float_baseline_moves_between_machines(data_dir, tmp_path):
     import numpy as np
 
     import keras_compress as kc
-    from benchmarks import _baselines, run
+    from benchmarks import _baselines
 
     setup = {"model": "lenet_300_100", "dataset": "mnist", "data_dir": str(data_dir),
              "seed": 0, "train_images": 256, "test_images": 64}
-    (x, y), _ = run.load_case_data(setup)
-    data = run.training_data(x, y, 64, False, 0)
+    (x, y), _ = _cases.load_case_data(setup)
+    data = _cases.training_data(x, y, 64, False, 0)
     recipe = {"optimizer": "adam", "lr": 1e-3}
     store, cached = tmp_path / "store", tmp_path / "old" / "lenet-abc.npz"
 
@@ -321,7 +317,7 @@ def test_suite_float_baseline_moves_between_machines(data_dir, tmp_path):
     keras.utils.set_random_seed(0)
     model = kc.models.lenet_300_100()
     with pytest.raises(KeyboardInterrupt):
-        run.train_float(model, data, recipe, 3, 4, backup_dir=_baselines.backup_dir(cached),
+        _cases.train_float(model, data, recipe, 3, 4, backup_dir=_baselines.backup_dir(cached),
                         callbacks=[Stop()])
     stopped = [np.array(w) for w in model.get_weights()]
     assert "after epoch 2" in _baselines.publish(cached, store)
@@ -332,7 +328,7 @@ def test_suite_float_baseline_moves_between_machines(data_dir, tmp_path):
     assert "after epoch 2" in _baselines.seed(new, store)
     assert _baselines.seed(new, store) is None  # not as far along as the cache now
     fresh, begin = kc.models.lenet_300_100(), []
-    history = run.train_float(fresh, data, recipe, 3, 4, backup_dir=_baselines.backup_dir(new),
+    history = _cases.train_float(fresh, data, recipe, 3, 4, backup_dir=_baselines.backup_dir(new),
                               callbacks=[keras.callbacks.LambdaCallback(
                                   on_train_begin=lambda logs: begin.extend(fresh.get_weights()))])
     assert history.epoch == [2] and int(fresh.optimizer.iterations) == 3 * 4
@@ -358,14 +354,14 @@ def test_suite_distilled_row_on_resnet8(data_dir):
               "seed": 0, "sizes": (256, 64, 1, 1, 1), "timing": (1, 10)}
     result = run.run_case("resnet8", config)
     rows = result["rows"]
-    assert list(rows) == ["float32", "PTQ int8", "keras-compress", run.DISTILLED]
-    row = rows[run.DISTILLED]
+    assert list(rows) == ["float32", "PTQ int8", "keras-compress", _cases.DISTILLED]
+    row = rows[_cases.DISTILLED]
     assert row["fully_integer"] and row["litert"] is not None and row["micro"] is not None
-    assert row["sparsity"] > run.CASES["resnet8"]["sparsity"] - 0.1 and row["arena"] > 0
+    assert row["sparsity"] > _cases.CASES["resnet8"]["sparsity"] - 0.1 and row["arena"] > 0
     for column in ("step_ratio", "prune_step_ratio", "qat_step_ratio"):
         assert row[column] > 0 and row[column] != rows["keras-compress"][column]
-    markdown = run.render([result], config)
-    assert f"| {run.DISTILLED} |" in markdown and "distilled vs not: resnet8" in markdown
+    markdown = _render.render([result], config)
+    assert f"| {_cases.DISTILLED} |" in markdown and "distilled vs not: resnet8" in markdown
 
 
 def test_suite_trained_rows_are_kept_and_travel_between_machines(tmp_path, monkeypatch):
@@ -378,7 +374,6 @@ def test_suite_trained_rows_are_kept_and_travel_between_machines(tmp_path, monke
     import keras
 
     import tflite_export
-    from benchmarks import run
 
     tfl = tflite_export.convert(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]),
                                 mode="float32")
@@ -391,42 +386,42 @@ def test_suite_trained_rows_are_kept_and_travel_between_machines(tmp_path, monke
     store = tmp_path / "store"
     config = {"full": True, "seed": 0, "cache_dir": str(tmp_path / "cache"),
               "baselines_dir": str(store)}
-    ours = run._row_cache(config, "resnet8", "keras-compress")
+    ours = _cache.row_cache(config, "resnet8", "keras-compress")
     assert ours.parent == tmp_path / "cache"
-    assert ours.name.startswith(run._row_prefix("resnet8", "keras-compress"))
-    assert len({ours, run._row_cache(config, "resnet8", run.DISTILLED),
-                run._row_cache(config, "resnet8", "TFMOT"),
-                run._row_cache({**config, "seed": 1}, "resnet8", "keras-compress")}) == 4
-    assert run._row_cache({**config, "cache_dir": ""}, "resnet8", "TFMOT") is None
+    assert ours.name.startswith(_cache.row_prefix("resnet8", "keras-compress"))
+    assert len({ours, _cache.row_cache(config, "resnet8", _cases.DISTILLED),
+                _cache.row_cache(config, "resnet8", "TFMOT"),
+                _cache.row_cache({**config, "seed": 1}, "resnet8", "keras-compress")}) == 4
+    assert _cache.row_cache({**config, "cache_dir": ""}, "resnet8", "TFMOT") is None
 
-    first = run._cached_row(ours, config, train)
-    again = run._cached_row(ours, config, train)
+    first = _cache.cached_row(ours, config, train)
+    again = _cache.cached_row(ours, config, train)
     assert len(calls) == 1
     assert again[0].content == tfl.content and again[1] == first[1]
 
     store.mkdir()
-    stale = store / (run._row_prefix("resnet8", "keras-compress") + "0123456789abcdef.npz")
+    stale = store / (_cache.row_prefix("resnet8", "keras-compress") + "0123456789abcdef.npz")
     stale.write_bytes(b"an older recipe's row")
-    other = store / (run._row_prefix("resnet8", run.DISTILLED) + "0123456789abcdef.npz")
+    other = store / (_cache.row_prefix("resnet8", _cases.DISTILLED) + "0123456789abcdef.npz")
     other.write_bytes(b"another row, kept")  # its name begins like ours
-    published = run._publish_rows(config, "resnet8", store)
+    published = _cache.publish_rows(config, "resnet8", store)
     assert len(published) == 1 and published[0].startswith("keras-compress row")
     assert sorted(p.name for p in store.iterdir()) == sorted([ours.name, other.name])
     other.unlink()
 
     elsewhere = {**config, "cache_dir": str(tmp_path / "new")}  # the next machine
-    moved = run._row_cache(elsewhere, "resnet8", "keras-compress")
+    moved = _cache.row_cache(elsewhere, "resnet8", "keras-compress")
     assert moved.name == ours.name
-    loaded = run._cached_row(moved, elsewhere, train)
+    loaded = _cache.cached_row(moved, elsewhere, train)
     assert len(calls) == 1 and moved.exists()
     assert loaded[0].content == tfl.content and loaded[1] == first[1]
 
-    peer = run._row_cache(config, "resnet8", "TFMOT")
-    monkeypatch.setitem(run.CASES["resnet8"], "prune", {"ranking": "layer"})  # ours only
-    assert run._row_cache(config, "resnet8", "keras-compress") != ours
-    assert run._row_cache(config, "resnet8", "TFMOT") == peer
-    monkeypatch.setitem(run.CASES["resnet8"], "tune_lr", 1e-3)                # both sides
-    assert run._row_cache(config, "resnet8", "TFMOT") != peer
+    peer = _cache.row_cache(config, "resnet8", "TFMOT")
+    monkeypatch.setitem(_cases.CASES["resnet8"], "prune", {"ranking": "layer"})  # ours only
+    assert _cache.row_cache(config, "resnet8", "keras-compress") != ours
+    assert _cache.row_cache(config, "resnet8", "TFMOT") == peer
+    monkeypatch.setitem(_cases.CASES["resnet8"], "tune_lr", 1e-3)                # both sides
+    assert _cache.row_cache(config, "resnet8", "TFMOT") != peer
 
 
 @pytest.mark.slow
@@ -466,13 +461,13 @@ def test_micro_flash_encodes_a_committed_suite_row(data_dir):
     import numpy as np
 
     import tflite_export
-    from benchmarks import micro_flash, run
+    from benchmarks import micro_flash
 
     rows = micro_flash.committed_rows("resnet8")
     assert set(rows) == set(micro_flash.ROWS)
     config = {"dataset": "cifar10", "data_dir": str(data_dir), "model": "resnet8", "seed": 0,
               "train_images": 1, "test_images": 5}
-    _, (xt, yt) = run.load_case_data(config)
+    _, (xt, yt) = _cases.load_case_data(config)
     with np.load(rows["keras-compress"], allow_pickle=False) as stored:
         tfl = tflite_export.TFLiteModel(stored["tflite"].tobytes(), mode="int8")
     result = micro_flash.measure(tfl, xt, yt)

@@ -66,14 +66,14 @@ def test_golden_comparison_tolerates_round_off_and_catches_changes():
 
 _KEYS = """
 import json
-from benchmarks import run
+from benchmarks import _cache, _cases
 config = {"full": True, "seed": 0, "cache_dir": "benchmarks/baselines"}
 keys = {}
-for name, case in run.CASES.items():
-    images, _, epochs, *_ = run._run_lengths(config, case)
-    keys[name] = run._float_cache(config, name, (images, epochs), case).name
-    for label in ("keras-compress", run.DISTILLED, "TFMOT"):
-        keys[name + "/" + label] = run._row_cache(config, name, label).name
+for name, case in _cases.CASES.items():
+    images, _, epochs, *_ = _cases.run_lengths(config, case)
+    keys[name] = _cache.float_cache(config, name, (images, epochs), case).name
+    for label in ("keras-compress", _cases.DISTILLED, "TFMOT"):
+        keys[name + "/" + label] = _cache.row_cache(config, name, label).name
 print(json.dumps(keys))
 """
 
@@ -91,7 +91,7 @@ def test_a_comment_edit_in_the_library_leaves_every_baseline_key(tmp_path):
             "baselines", "__pycache__"))
     before = _keys(copy)
     for module in ("keras_compress/pruning/wrapper.py", "keras_compress/models.py",
-                   "tflite_export/converter.py", "benchmarks/run.py"):
+                   "tflite_export/converter.py", "benchmarks/_cases.py"):
         path = copy / module
         path.write_text(path.read_text() + "\n# an edited comment\n")
     assert _keys(copy) == before
@@ -108,12 +108,12 @@ def test_committed_baselines_carry_the_current_keys():
 
 def test_the_other_modes_run_lengths_leave_the_keys(monkeypatch):
     """Retuning --quick does not retrain --full's rows (and the reverse)."""
-    from benchmarks import run
+    from benchmarks import _cache, _cases
 
     config = {"full": True, "seed": 0, "cache_dir": "cache"}
-    before = {label: run._row_cache(config, "resnet8", label)
-              for label in ("keras-compress", run.DISTILLED, "TFMOT")}
-    monkeypatch.setitem(run.CASES["resnet8"], "quick", (10, 10, 1, 1, 1))
-    assert {label: run._row_cache(config, "resnet8", label) for label in before} == before
-    monkeypatch.setitem(run.CASES["resnet8"], "full", (50000, 10000, 300, 8, 5))
-    assert run._row_cache(config, "resnet8", "keras-compress") != before["keras-compress"]
+    before = {label: _cache.row_cache(config, "resnet8", label)
+              for label in ("keras-compress", _cases.DISTILLED, "TFMOT")}
+    monkeypatch.setitem(_cases.CASES["resnet8"], "quick", (10, 10, 1, 1, 1))
+    assert {label: _cache.row_cache(config, "resnet8", label) for label in before} == before
+    monkeypatch.setitem(_cases.CASES["resnet8"], "full", (50000, 10000, 300, 8, 5))
+    assert _cache.row_cache(config, "resnet8", "keras-compress") != before["keras-compress"]
