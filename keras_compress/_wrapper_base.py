@@ -78,6 +78,12 @@ class CompressionWrapper(keras.layers.Wrapper):
         return model_walk.copy_layer(self.layer)
 
 
+def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """The plain layer under any stack of keras-compress wrappers (`layer`
+    itself when it is not wrapped)."""
+    return unwrap(layer)
+
+
 def lookup(substitutions: Substitutions, variable: keras.Variable) -> Any:
     """The substituted value of `variable`, or the variable itself."""
     for var, value in substitutions:

@@ -18,7 +18,8 @@ copy = model_walk.copy_layer(model.layers[0])             # same config, same we
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Union
 
 import keras
 from keras.src.models.functional import Functional as _Functional
@@ -26,7 +27,7 @@ from keras.src.models.functional import Functional as _Functional
 from keras_compress._wrapper_base import CompressionWrapper
 
 __all__ = ["copy_layer", "iter_layers", "walk_layers", "is_model", "is_graph_model",
-           "check_finite", "subclassed_error"]
+           "check_finite", "subclassed_error", "selector", "LayerSelector"]
 
 def is_model(obj: object) -> bool:
     return isinstance(obj, keras.Model)
@@ -107,3 +108,40 @@ def subclassed_error(model: keras.Model) -> ValueError:
         "technique to its layers inside the model's __init__ instead, e.g. "
         "`self.dense = keras_compress.prune(keras.layers.Dense(10), ...)`."
     )
+
+
+LayerSelector = Union[
+    None,
+    str,
+    type,
+    Callable[[keras.layers.Layer], bool],
+    Iterable[Union[str, type]],
+]
+
+
+def selector(spec: LayerSelector, argument: str, names: set[str]):
+    """Turn a `layers=`/`skip=` spec into a predicate; unknown names raise."""
+    if spec is None:
+        return None
+    if callable(spec) and not isinstance(spec, type):
+        return spec
+    items = [spec] if isinstance(spec, (str, type)) else list(spec)
+    wanted_names, wanted_types = set(), []
+    for item in items:
+        if isinstance(item, str):
+            wanted_names.add(item)
+        elif isinstance(item, type) and issubclass(item, keras.layers.Layer):
+            wanted_types.append(item)
+        else:
+            raise ValueError(
+                f"`{argument}` takes layer names, keras layer classes or a "
+                f"callable(layer) -> bool; received {item!r}."
+            )
+    unknown = wanted_names - names
+    if unknown:
+        raise ValueError(
+            f"`{argument}` names layers that are not in the model: {sorted(unknown)}. "
+            f"Layers: {sorted(names)}."
+        )
+    types = tuple(wanted_types)
+    return lambda layer: layer.name in wanted_names or (bool(types) and isinstance(layer, types))

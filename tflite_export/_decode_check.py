@@ -87,9 +87,9 @@ def check(folder: Path) -> dict:
 
 
 if __name__ == "__main__":
-    from tflite_export.micro import _quiet_native_output
+    from tflite_export.micro import quiet_native_output
 
-    with _quiet_native_output() as native:
+    with quiet_native_output() as native:
         try:
             answer = check(Path(sys.argv[1]))
         except RuntimeError as exc:

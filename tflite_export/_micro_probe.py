@@ -10,15 +10,15 @@ import sys
 
 
 def main(path: str, decompression: int = 0) -> None:
-    from tflite_export.micro import _probe_inputs, _quiet_native_output, run_micro
+    from tflite_export.micro import probe_inputs, quiet_native_output, run_micro
     from tflite_export.model import TFLiteModel
 
     tfl = TFLiteModel.load(path)
-    inputs = _probe_inputs(tfl)
+    inputs = probe_inputs(tfl)
     out = sys.stdout
     for line in sys.stdin:
         try:
-            with _quiet_native_output():
+            with quiet_native_output():
                 run_micro(tfl, inputs, int(line), decompression)
             answer = "ok"
         except RuntimeError:

@@ -197,7 +197,7 @@ def benchmark(
     if micro and tfl.mode != "dynamic":
         try:
             arena = micro_lib.find_arena_size(tfl)
-            micro_interp = micro_lib._interpreter(tfl.content, arena)
+            micro_interp = micro_lib.micro_interpreter(tfl.content, arena)
         except (ValueError, RuntimeError):
             micro_interp = None
     if micro_interp is not None:

@@ -76,7 +76,7 @@ class _Captured:
 
 
 @contextlib.contextmanager
-def _quiet_native_output():
+def quiet_native_output():
     """TFLite-Micro prints errors from C++ to stdout/stderr: keep them out of
     the user's console, and hand them back (`.text`) to build error messages."""
     captured = _Captured()
@@ -95,7 +95,7 @@ def _quiet_native_output():
             captured.text = sink.read().decode(errors="replace")
 
 
-def _interpreter(content: bytes, arena_size: int, decompression: int = 0):
+def micro_interpreter(content: bytes, arena_size: int, decompression: int = 0):
     from tflite_micro.python.tflite_micro import runtime
 
     return runtime.Interpreter.from_bytes(content, arena_size=arena_size,
@@ -125,14 +125,14 @@ def run_micro(tfl: TFLiteModel, inputs: list[np.ndarray], arena_size: int,
     """Invoke the TFLite-Micro interpreter on already-quantized inputs
     (`decompression`: bytes of alternate decompression memory, for models
     holding TFLM_DECODE ops; 0 decodes into the arena)."""
-    interpreter = _interpreter(tfl.content, arena_size, decompression)
+    interpreter = micro_interpreter(tfl.content, arena_size, decompression)
     for i, value in enumerate(inputs):
         interpreter.set_input(value, i)
     interpreter.invoke()
     return [interpreter.get_output(i) for i in range(len(tfl.outputs))]
 
 
-def _probe_inputs(tfl: TFLiteModel) -> list[np.ndarray]:
+def probe_inputs(tfl: TFLiteModel) -> list[np.ndarray]:
     return [np.zeros(t.shape, dtype=NUMPY_TYPES.get(t.dtype, np.int8)) for t in tfl.inputs]
 
 
@@ -239,8 +239,8 @@ def check_micro_compatible(tfl: TFLiteModel) -> None:
                          "ai-edge-quantizer writes them), which TFLite-Micro does not read: it "
                          "would run on garbage. Use `tfl.with_inline_buffers()`.")
     try:
-        with _quiet_native_output() as native:
-            run_micro(tfl, _probe_inputs(tfl), 64 * 1024 * 1024)
+        with quiet_native_output() as native:
+            run_micro(tfl, probe_inputs(tfl), 64 * 1024 * 1024)
     except RuntimeError as exc:
         raise ValueError(_micro_failure(tfl, native.text, exc)) from None
 

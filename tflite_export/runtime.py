@@ -64,7 +64,7 @@ def predict(
         )
     results = []
     if runtime == "micro":
-        interpreter = micro_lib._interpreter(
+        interpreter = micro_lib.micro_interpreter(
             tfl.content, arena_size or micro_lib.find_arena_size(tfl)
         )
         for sample in x:

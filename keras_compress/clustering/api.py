@@ -22,7 +22,7 @@ from keras_compress import graph, model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.clustering.wrapper import ClusterWrapper
 from keras_compress.pruning import prunable
-from keras_compress.pruning.api import LayerSelector, selector
+from keras_compress.model_walk import LayerSelector, selector
 
 __all__ = ["cluster"]
 

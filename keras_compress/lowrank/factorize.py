@@ -31,7 +31,7 @@ import numpy as np
 
 from keras_compress import graph, model_walk, registry
 from keras_compress._wrapper_base import CompressionWrapper
-from keras_compress.pruning.api import selector
+from keras_compress.model_walk import selector
 
 __all__ = ["factorize", "rank_for"]
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterable
-from typing import Any, Union
+from typing import Any
 
 import keras
 import numpy as np
 
 from keras_compress import graph, model_walk
+from keras_compress.model_walk import LayerSelector, selector
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning import prunable
 from keras_compress.pruning.wrapper import (
@@ -35,48 +35,11 @@ from keras_compress.pruning.wrapper import (
     check_schedule,
     default_schedule,
     parse_structure,
-    _check_ranking,
+    check_ranking,
 )
 from keras_compress.schedules import PruningSchedule
 
 __all__ = ["prune", "sparsity", "SparsityReport", "LayerSparsity"]
-
-LayerSelector = Union[
-    None,
-    str,
-    type,
-    Callable[[keras.layers.Layer], bool],
-    Iterable[Union[str, type]],
-]
-
-
-def selector(spec: LayerSelector, argument: str, names: set[str]):
-    """Turn a `layers=`/`skip=` spec into a predicate; unknown names raise."""
-    if spec is None:
-        return None
-    if callable(spec) and not isinstance(spec, type):
-        return spec
-    items = [spec] if isinstance(spec, (str, type)) else list(spec)
-    wanted_names, wanted_types = set(), []
-    for item in items:
-        if isinstance(item, str):
-            wanted_names.add(item)
-        elif isinstance(item, type) and issubclass(item, keras.layers.Layer):
-            wanted_types.append(item)
-        else:
-            raise ValueError(
-                f"`{argument}` takes layer names, keras layer classes or a "
-                f"callable(layer) -> bool; received {item!r}."
-            )
-    unknown = wanted_names - names
-    if unknown:
-        raise ValueError(
-            f"`{argument}` names layers that are not in the model: {sorted(unknown)}. "
-            f"Layers: {sorted(names)}."
-        )
-    types = tuple(wanted_types)
-    return lambda layer: layer.name in wanted_names or (bool(types) and isinstance(layer, types))
-
 
 def prune(
     model: keras.layers.Layer,
@@ -124,7 +87,7 @@ def prune(
     schedule = check_schedule(
         default_schedule(parsed) if schedule is None else schedule, parsed
     )
-    _check_ranking(ranking, parsed)
+    check_ranking(ranking, parsed)
     options = dict(schedule=schedule, structure=str(parsed), ranking=ranking)
 
     if not isinstance(model, keras.layers.Layer):

@@ -245,7 +245,7 @@ def _step(wrapper: PruningWrapper) -> int:
 def _mask_zeros(wrapper: PruningWrapper) -> tuple[int, int]:
     """(pruned entries, all entries) over the wrapper's kernel masks."""
     zeros = total = 0
-    for _, _, mask in wrapper._targets:
+    for _, _, mask in wrapper.targets:
         m = mask.numpy()
         zeros += int(np.count_nonzero(m == 0))
         total += m.size

@@ -121,7 +121,7 @@ def _keep_pruned(var: keras.Variable, mask: keras.Variable) -> None:
     var.constraint = _KeepPruned(mask, inner)
 
 
-def _check_ranking(ranking: Any, structure: Structure) -> str:
+def check_ranking(ranking: Any, structure: Structure) -> str:
     if ranking not in _RANKINGS:
         raise ValueError(f"`ranking` must be one of {_RANKINGS}; received {ranking!r}.")
     if ranking == "global" and structure.kind == "n:m":
@@ -206,7 +206,7 @@ class PruningWrapper(CompressionWrapper):
         if schedule is None:
             schedule = default_schedule(self.structure)
         self.schedule = check_schedule(schedule, self.structure)
-        self.ranking = _check_ranking(ranking, self.structure)
+        self.ranking = check_ranking(ranking, self.structure)
         self._check_structure_fits_layer()
         self._targets: list[tuple[str, keras.Variable, keras.Variable]] = []
         self._bias_targets: list[tuple[keras.Variable, keras.Variable]] = []
@@ -315,6 +315,16 @@ class PruningWrapper(CompressionWrapper):
         return mapping + [(var, value) for var, value in inner if id(var) not in done]
 
     # ------------------------------------------------------------------ masks
+    @property
+    def targets(self) -> list[tuple[str, keras.Variable, keras.Variable]]:
+        """(attribute name, kernel variable, its mask variable) per pruned kernel."""
+        return list(self._targets)
+
+    @property
+    def bias_targets(self) -> list[tuple[keras.Variable, keras.Variable]]:
+        """(bias variable, its mask variable) of the kernels pruned by whole channels."""
+        return list(self._bias_targets)
+
     @property
     def target_names(self) -> list[str]:
         """Names of the pruned kernels, e.g. ['kernel']."""

@@ -53,7 +53,7 @@ from typing import Any
 import keras
 
 from keras_compress import model_walk
-from keras_compress.pruning.api import LayerSelector, selector
+from keras_compress.model_walk import LayerSelector, selector
 from keras_compress.quantization import preserve as preserve_lib
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.planner import Options

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 
 from keras_compress import model_walk, registry
-from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress._wrapper_base import CompressionWrapper, unwrap
 from keras_compress.graph import ModelGraph
 from keras_compress.pruning.wrapper import PruningWrapper
 from keras_compress.quantization.activations import ActivationQuantizer
@@ -96,7 +96,7 @@ class Planner:
         skip = self.options.skip
         if skip is None:
             return False
-        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        base = unwrap(layer)
         return bool(skip(layer) or skip(base))
 
     def _plan(self) -> None:
@@ -122,7 +122,7 @@ class Planner:
             self.plans[id(layer)] = self._plan_other(layer, single)
 
     def _plan_weighted(self, layer, single) -> None:
-        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        base = unwrap(layer)
         own = activation_name(base)
         plan = Plan("weighted")
         if registry.is_registered(base):

@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_compress import graph as graph_lib
 from keras_compress import model_walk
-from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress._wrapper_base import unwrap
 from keras_compress.pruning.wrapper import PruningWrapper
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.planner import (
@@ -78,7 +78,7 @@ class Rewriter(Planner):
             return self._wrap_separable(layer, plan)
         inner = model_walk.copy_layer(layer)
         if plan.split:
-            base = inner.base_layer if isinstance(inner, CompressionWrapper) else inner
+            base = unwrap(inner)
             base.activation = keras.activations.get("linear")
         batchnorm = model_walk.copy_layer(plan.batchnorm) if plan.batchnorm else None
         wrapper = QuantizeWrapper(
@@ -87,7 +87,7 @@ class Rewriter(Planner):
             activation=plan.activation,
             weight_bits=bits_for(self.options.weight_bits, layer),
             per_tensor=self.options.per_tensor_dense and isinstance(
-                inner.base_layer if isinstance(inner, CompressionWrapper) else inner,
+                unwrap(inner),
                 keras.layers.Dense),
         )
         if layer.built:
@@ -177,7 +177,7 @@ class Rewriter(Planner):
             hidden = depthwise(*args, **kwargs)
             args, kwargs = (self._quantizer(depthwise.base_layer.name)(hidden),), {}
         out = layer(*args, **kwargs)
-        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        base = unwrap(layer)
         if plan.kind == "weighted" and plan.split:
             out = self._quantizer(base.name)(out)
             out = L.Activation(plan.split, name=f"{base.name}_{plan.split}")(out)
@@ -210,9 +210,9 @@ def split_pruning(pruned: PruningWrapper, pointwise, input_shape) -> PruningWrap
     wrapper = PruningWrapper(pointwise, schedule=pruned.schedule, structure=str(pruned.structure),
                              ranking=pruned.ranking, name=pruned.name)
     wrapper.build(input_shape)
-    [(_, _, old)], [(_, _, new)] = pruned._targets, wrapper._targets
+    [(_, _, old)], [(_, _, new)] = pruned.targets, wrapper.targets
     new.assign(np.asarray(old.numpy()).reshape(tuple(new.shape)))
-    for (_, old_bias), (_, new_bias) in zip(pruned._bias_targets, wrapper._bias_targets):
+    for (_, old_bias), (_, new_bias) in zip(pruned.bias_targets, wrapper.bias_targets):
         new_bias.assign(old_bias.numpy())
     wrapper.pruning_step.assign(pruned.pruning_step.numpy())
     return wrapper
@@ -221,7 +221,7 @@ def split_pruning(pruned: PruningWrapper, pointwise, input_shape) -> PruningWrap
 def bits_for(spec: Any, layer: keras.layers.Layer) -> int:
     if not isinstance(spec, dict):
         return spec
-    base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+    base = unwrap(layer)
     for candidate in (layer, base):
         if candidate.name in spec:
             return spec[candidate.name]

@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from keras_compress import registry
-from keras_compress._wrapper_base import CompressionWrapper, lookup
+from keras_compress._wrapper_base import CompressionWrapper, lookup, unwrap
 from keras_compress.pruning import prunable
 from keras_compress.quantization import quantizers
 from keras_compress.quantization.kernel import QuantizedKernel, packable, per_tensor_for
@@ -57,7 +57,7 @@ def quantizable_layers() -> list[str]:
 
 def is_quantizable(layer: keras.layers.Layer) -> bool:
     """Whether `layer` (or the base layer of a wrapper) can be QAT-wrapped."""
-    base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+    base = unwrap(layer)
     rule = registry.rule_for(base)
     return rule is not None and rule.qat == "kernel"
 
@@ -118,7 +118,7 @@ class QuantizeWrapper(CompressionWrapper):
             raise ValueError(f"QuantizeWrapper wraps a keras layer; received {layer!r}.")
         if isinstance(layer, QuantizeWrapper):
             raise ValueError(f"Layer '{layer.name}' is already quantized (QuantizeWrapper).")
-        base = layer.base_layer if isinstance(layer, CompressionWrapper) else layer
+        base = unwrap(layer)
         if not is_quantizable(layer):
             raise ValueError(
                 f"Layer '{base.name}' ({type(base).__name__}) cannot be QAT-wrapped. "
