@@ -81,7 +81,7 @@ class CompressionWrapper(keras.layers.Wrapper):
 def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
     """The plain layer under any stack of keras-compress wrappers (`layer`
     itself when it is not wrapped)."""
-    return unwrap(layer)
+    return layer.base_layer if isinstance(layer, CompressionWrapper) else layer
 
 
 def lookup(substitutions: Substitutions, variable: keras.Variable) -> Any:

@@ -65,10 +65,8 @@ def recalibrate_batchnorm(
             iterable of batches, each either the inputs or an
             `(inputs, targets[, weights])` tuple. Use training data as
             training saw it: the same preprocessing and augmentation, and
-            shuffled. (The ResNet-8 of the benchmark suite, trained with
-            crop-and-flip augmentation, keeps its 84.53 % test accuracy when
-            recalibrated on augmented batches, and drops to 82.24 % on the
-            same images without augmentation.)
+            shuffled: statistics of unaugmented images mislead a model
+            trained with augmentation (docs/status.md has the measurement).
         steps: use at most this many batches (default: all of `data`).
         batch_size: batch size for array `data`; statistics are per batch, so
             keep it close to the training batch size.

@@ -108,8 +108,8 @@ def ds_cnn(
     256 filters; the second and fourth stride 2), global average pooling and a
     Dense head. Outputs logits. BatchNormalization momentum is 0.9: with Keras'
     0.99 the moving variances still carry their initial 1.0 after a few hundred
-    steps, and a short run predicted a single class at inference (measured:
-    10.7 % vs 50.5 % after 3 epochs on 5,000 CIFAR-10 images)."""
+    steps, and a short run predicted a single class at inference
+    (docs/status.md has the measurement)."""
     keras = keras_module or _keras
     layers = keras.layers
     inputs = keras.Input(input_shape, name="image")

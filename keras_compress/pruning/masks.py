@@ -50,8 +50,8 @@ def _value_at_rank(flat: np.ndarray, rank: int, sample: int = _SAMPLE) -> np.nda
     Large inputs are bracketed first: the rank's quantile in a fixed random
     sample, widened by four standard errors, gives bounds [lo, hi]; two counts
     check that the rank falls inside, and only the entries within are
-    partitioned (about 3x faster than one partition on a 784x300 kernel, whose
-    boolean compaction alone costs more than the partition). When the check
+    partitioned (faster than one partition of the whole input on a
+    LeNet-sized kernel; docs/status.md has the measurement). When the check
     fails the whole input is used, so the result never depends on the sample.
     """
     n = flat.size
@@ -70,8 +70,8 @@ def _value_at_rank(flat: np.ndarray, rank: int, sample: int = _SAMPLE) -> np.nda
             inside = flat[(flat > lo) & (flat <= hi)]
             return np.partition(inside, rank - upto)[rank - upto]
     # Gradual pruning leaves most scores at exactly the minimum (pruned weights
-    # score 0), and np.partition slows down tenfold on such duplicates (29 ms
-    # against 2 ms on a 784x300 kernel at 70 % zeros): select among the scores
+    # score 0), and np.partition slows down about tenfold on such duplicates
+    # (docs/status.md): select among the scores
     # above the minimum, which hold the rank unless it falls on the minimum.
     floor = flat.min()
     above = flat[flat > floor]
