@@ -52,6 +52,8 @@ from keras_compress.schedules import (  # noqa: E402
 from keras_compress.recipe import recipe  # noqa: E402
 from keras_compress.registry import KernelLayout, register_layer  # noqa: E402
 from keras_compress.strip import strip  # noqa: E402
+from keras_compress.shrink import shrink  # noqa: E402
+from keras_compress.profile import profile  # noqa: E402
 from keras_compress.batchnorm import recalibrate_batchnorm  # noqa: E402
 
 # TFMOT names, so `tfmot.sparsity.keras.X` becomes `keras_compress.X`.
@@ -70,6 +72,8 @@ __all__ = [
     "quantize_model",
     "recipe",
     "recalibrate_batchnorm",
+    "shrink",
+    "profile",
     "ClusterWrapper",
     "KernelLayout",
     "ConstantSparsity",

@@ -50,14 +50,41 @@ import keras
 import numpy as np
 
 from keras_compress import model_walk, registry
+from keras_compress._wrapper_base import unwrap
 
 __all__ = ["ModelGraph", "Node", "ChannelGroup", "Use", "rebuild"]
 
 L = keras.layers
 
 def _role(op) -> str | None:
-    rule = registry.rule_for(op) if isinstance(op, L.Layer) else None
+    rule = registry.rule_for(unwrap(op)) if isinstance(op, L.Layer) else None
     return rule.channels if rule else None
+
+
+_PROBES = np.array([[0.0, 1.0, -2.0], [0.0, 5.0, 3.0]], "float32")
+
+
+def keeps_zero(fn) -> bool:
+    """Whether an elementwise activation maps 0 to exactly 0 on its own (a
+    softmax, which mixes channels, or a sigmoid, 0.5 at 0, does not)."""
+    if fn is None:
+        return True
+    try:
+        out = keras.ops.convert_to_numpy(fn(keras.ops.convert_to_tensor(_PROBES)))
+    except Exception:  # noqa: BLE001 - an activation that cannot run on a probe
+        return False
+    return bool(np.all(out[:, 0] == 0.0))
+
+
+def layer_keeps_zero(layer) -> bool:
+    """Whether `layer` outputs exactly 0 in a channel whose input is all
+    zeros (its weights for that channel masked, as channel pruning does)."""
+    base = unwrap(layer)
+    if isinstance(base, L.Softmax):
+        return False
+    if isinstance(base, L.ReLU):
+        return float(base.threshold) == 0.0 or float(base.negative_slope) == 0.0
+    return keeps_zero(getattr(base, "activation", None))
 
 
 @dataclasses.dataclass(eq=False)
@@ -130,9 +157,12 @@ class ModelGraph:
         self._by_op: dict[int, Node] = {}
         self._outputs: dict[int, list] = {}  # id(op) -> its output KerasTensors
         self._inputs: dict[int, int] = {}  # id(op) -> how many tensors it reads
+        self._input_shapes: dict[int, tuple] = {}  # id(op) -> its first input's shape
         if isinstance(model, keras.Sequential):
             previous = None
+            shape = tuple(model.inputs[0].shape) if model.built and model.inputs else None
             for layer in model.layers:
+                self._input_shapes[id(layer)] = shape
                 node = self._add(layer)
                 if previous is not None:
                     self._link(previous, node)
@@ -142,6 +172,8 @@ class ModelGraph:
                     self._outputs[id(layer)] = keras.tree.flatten(layer.output)
                 except (AttributeError, ValueError):  # never called, or called twice
                     self._outputs[id(layer)] = []
+                outs = self._outputs[id(layer)]
+                shape = tuple(outs[0].shape) if outs else None
             if previous is not None:
                 previous.is_output = True
             return
@@ -153,6 +185,8 @@ class ModelGraph:
                 node = self._add(op)
                 self._outputs.setdefault(id(op), []).extend(keras_node.outputs)
                 self._inputs[id(op)] = len(keras_node.input_tensors)
+                if keras_node.input_tensors:
+                    self._input_shapes.setdefault(id(op), tuple(keras_node.input_tensors[0].shape))
                 for tensor in keras_node.input_tensors:
                     producer = tensor._keras_history.operation
                     if not isinstance(producer, L.InputLayer):
@@ -197,6 +231,14 @@ class ModelGraph:
         if len(node.consumers) != 1 or node.is_output:
             return None
         return node.consumers[0].op
+
+    def input_shape(self, op) -> tuple | None:
+        """The shape of `op`'s (first) input in this model, if known."""
+        return self._input_shapes.get(id(op))
+
+    def output_shape(self, op) -> tuple:
+        """The shape of `op`'s (first) output in this model."""
+        return tuple(self._outputs[id(op)][0].shape)
 
     def subgraph(self, node: Node) -> "ModelGraph":
         return ModelGraph(node.op)
@@ -255,10 +297,7 @@ class ModelGraph:
         return list(merged.values())
 
     def _is_source(self, node: Node) -> bool:
-        role = _role(node.op)
-        if role == "depthwise":
-            return int(getattr(node.op, "depth_multiplier", 1)) != 1
-        return role == "source"
+        return _role(node.op) == "source"
 
     def _trace(self, source: Node) -> ChannelGroup:
         """Follow `source`'s output channels forward to every layer they reach."""
@@ -288,7 +327,56 @@ class ModelGraph:
                 group.uses.append(Use(consumer, role, out))
                 if role != "input":
                     frontier.append((consumer, out))
+        group.blocked = group.blocked or self._nonzero_reader(group)
         return group
+
+    @staticmethod
+    def _mixes(fn) -> bool:
+        """Whether an activation's output at one channel depends on others (softmax)."""
+        try:
+            a = keras.ops.convert_to_numpy(fn(keras.ops.convert_to_tensor(_PROBES)))
+        except Exception:  # noqa: BLE001
+            return True
+        return bool(a[0, 0] != a[1, 0])
+
+    def _nonzero_reader(self, group: "ChannelGroup") -> str | None:
+        """Why removing the group would change the model: a layer that reads
+        the group's channels while they hold a nonzero constant (a sigmoid
+        maps the pruned zeros to 0.5; `x + 3.0` adds 3), or None. Zeros
+        survive BatchNormalization and depthwise convolutions (their
+        parameters for the channel are masked too), pooling, zero-keeping
+        activations, and a product with a zero factor."""
+        inside = {id(u.node) for u in group.uses if u.role != "input"}
+        zero: dict[int, bool] = {}
+        why: dict[int, str] = {}
+        for node in self.nodes:  # topological order
+            if id(node) not in inside:
+                continue
+            reached = [p for p in node.producers if id(p) in zero]
+            kind = type(node.op).__name__
+            if not reached:  # a source
+                zero[id(node)] = layer_keeps_zero(node.op)
+                why[id(node)] = "its activation maps 0 to a nonzero value"
+                continue
+            arriving = [zero[id(p)] for p in reached]
+            if kind in ("Multiply", "Divide", "TrueDivide"):
+                zero[id(node)] = any(arriving)
+            elif not node.is_layer and kind in registry.ELEMENTWISE_OPS and \
+                    self._inputs.get(id(node.op), 2) < 2:
+                zero[id(node)] = False  # `x + 3.0`: a constant operand
+                why[id(node)] = "it adds a constant"
+            else:
+                zero[id(node)] = all(arriving) and (not node.is_layer or layer_keeps_zero(node.op))
+                why[id(node)] = why.get(id(reached[0]), "") if not all(arriving) else (
+                    "its activation maps 0 to a nonzero value")
+        for use in group.uses:
+            if use.role != "input":
+                continue
+            for producer in use.node.producers:
+                if id(producer) in zero and not zero[id(producer)]:
+                    return (f"'{producer.name}' hands '{use.node.name}' a nonzero constant in "
+                            f"the removed channels ({why.get(id(producer)) or 'not zero'})")
+        return None
 
     def _step(self, producer: Node, consumer: Node, indices: tuple[int, ...]):
         """(role, indices in the consumer's output) of `consumer` reading
@@ -297,12 +385,17 @@ class ModelGraph:
         kind = type(op).__name__
         role = _role(op)
         if role == "depthwise":
-            if int(getattr(op, "depth_multiplier", 1)) == 1:
+            if int(getattr(unwrap(op), "depth_multiplier", 1)) == 1:
                 return "through", indices
-            return "input", indices
+            return (f"'{consumer.name}' multiplies each channel ({kind} with a depth "
+                    "multiplier): its outputs cannot follow a removed input channel")
         if role == "source":
             return "input", indices
         if role == "through":
+            base = unwrap(op)
+            if isinstance(base, L.Softmax) or (
+                    isinstance(base, L.Activation) and self._mixes(base.activation)):
+                return f"'{consumer.name}' ({kind}) mixes the channels of its input"
             return "through", indices
         if role == "join" or (not consumer.is_layer and kind in registry.ELEMENTWISE_OPS):
             return "join", indices
@@ -346,13 +439,13 @@ Call = Callable[..., object]
 def rebuild(graph: "ModelGraph | keras.Model", replace: Replace | None = None, *,
             call: Call | None = None) -> keras.Model:
     """The one model rebuild under every technique: a new model of the same
-    kind (Sequential or functional, input names kept), asking `replace(layer)`
-    for each layer.
+    kind (Sequential or functional, input names kept), asking `replace(op)`
+    for each node.
 
     `replace` returns the layer to use instead (carrying its own weights, e.g.
     a wrapper around `model_walk.copy_layer(layer)`), or `None` for a
     weight-equal copy. Operation nodes that are not layers (`keras.ops` calls)
-    are kept. Without `call`, nested Sequential/functional models are rebuilt
+    are asked too, and kept as they are on `None`. Without `call`, nested Sequential/functional models are rebuilt
     the same way, recursively. With `call(new_layer, *args, **kwargs)`, the
     caller decides how each new layer is called (and may add layers around
     it, as QAT does with its activation quantizers); nested models are then
@@ -370,10 +463,11 @@ def rebuild(graph: "ModelGraph | keras.Model", replace: Replace | None = None, *
         raise model_walk.subclassed_error(model)
 
     def clone(op):
-        if not isinstance(op, L.Layer):
-            return op  # a keras.ops call holds no state
         new = replace(op) if replace is not None else None
-        return model_walk.copy_layer(op) if new is None else new
+        if new is not None:
+            return new
+        # A keras.ops call holds no state: kept as it is.
+        return model_walk.copy_layer(op) if isinstance(op, L.Layer) else op
 
     def fresh(t):
         return keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history[0].name)

@@ -153,6 +153,14 @@ _BUILTIN: tuple[LayerRule, ...] = (
     *(LayerRule(cls, channels="join") for cls in _JOINS),
 )
 _REGISTERED: list[LayerRule] = []
+# keras-compress' own layers (e.g. the FakeQuant that `strip` leaves), added by
+# the modules defining them.
+_LIBRARY: list[LayerRule] = []
+
+
+def add_library_rule(rule: LayerRule) -> None:
+    """The rule of one of this package's own layer types."""
+    _LIBRARY[:] = [r for r in _LIBRARY if r.cls is not rule.cls] + [rule]
 
 # keras.ops calls a functional graph may hold, by operation class: elementwise
 # ops get an int8 output scale of their own and tie their inputs' channels;
@@ -166,7 +174,7 @@ def rule_for(layer_or_class) -> LayerRule | None:
     """The rule of a layer (or layer class): registered custom layers first,
     then the built-in Keras layers; None for a layer nothing knows."""
     cls = layer_or_class if isinstance(layer_or_class, type) else type(layer_or_class)
-    for rule in (*_REGISTERED, *_BUILTIN):
+    for rule in (*_REGISTERED, *_LIBRARY, *_BUILTIN):
         if issubclass(cls, rule.cls):
             return rule
     return None

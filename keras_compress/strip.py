@@ -33,14 +33,17 @@ from keras_compress.quantization.activations import ActivationQuantizer
 __all__ = ["strip"]
 
 
-def strip(model: keras.layers.Layer) -> keras.layers.Layer:
+def strip(model: keras.layers.Layer, shrink: bool = False) -> keras.layers.Layer:
     """Return a plain copy of `model` (or of a single wrapped layer) with all
     training wrappers removed and their effect baked into the weights: pruning
     masks applied, BatchNormalization folded into the preceding kernel, QAT
     kernels moved onto their int8 grid, and activation quantizers replaced by
     fixed-range `FakeQuant` layers the TFLite converter reads.
 
-    A `Distiller` strips to its student alone.
+    A `Distiller` strips to its student alone. With `shrink=True` the
+    channels that channel pruning removed are then taken out for real
+    (`keras_compress.shrink`): the common end of `prune(structure="channel")`,
+    also after QAT in the same fit.
 
     Raises:
         ValueError: for a subclassed model, whose graph cannot be rebuilt; strip
@@ -49,10 +52,15 @@ def strip(model: keras.layers.Layer) -> keras.layers.Layer:
     if isinstance(model, (CompressionWrapper, ActivationQuantizer)):
         return model.stripped()
     if isinstance(model, Distiller):
-        return strip(model.student)
+        return strip(model.student, shrink=shrink)
     if not model_walk.is_model(model):
         return model_walk.copy_layer(model)
-    return graph.rebuild(model, _strip_layer)
+    plain = graph.rebuild(model, _strip_layer)
+    if shrink:
+        from keras_compress.shrink import shrink as shrink_model
+
+        return shrink_model(plain)
+    return plain
 
 
 def _strip_layer(layer: keras.layers.Layer) -> keras.layers.Layer | None:

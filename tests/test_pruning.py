@@ -93,13 +93,16 @@ def test_gradual_two_of_four_ramps_then_holds(digits_split):
 
 
 def test_channel_pruning_reports_the_zeroed_fraction(digits_split):
-    model = compile_classifier(
-        kc.prune(small_cnn(), schedule=kc.ConstantSparsity(0.5, 0), structure="channel")
-    )
+    # The model's output keeps its channels (they are the model's), named in a warning.
+    with pytest.warns(UserWarning, match="'logits' keeps all its channels: 'logits' is a "
+                                         "model output"):
+        pruned = kc.prune(small_cnn(), schedule=kc.ConstantSparsity(0.5, 0), structure="channel")
+    model = compile_classifier(pruned)
     _fit(model, digits_split, 2, [kc.PruningCallback()])
     plain = kc.strip(model)
     report = kc.sparsity(plain)
-    for name, channels in [("conv1", 8), ("conv2", 16), ("fc1", 32), ("logits", 10)]:
+    assert report["logits"].zero_channels == 0
+    for name, channels in [("conv1", 8), ("conv2", 16), ("fc1", 32)]:
         layer = plain.get_layer(name)
         k = layer.kernel.numpy()
         dead = np.all(k.reshape(-1, k.shape[-1]) == 0, axis=0)
@@ -353,11 +356,15 @@ def test_strip_bakes_the_masks_and_is_idempotent(structure, sparsity, seed):
                               keras.layers.Dense(4, name="b")])
     if structure in ("2:4", "1:4"):
         sparsity = 1 - int(structure[0]) / 4
-    pruned = kc.prune(model, schedule=kc.ConstantSparsity(sparsity, 0), structure=structure)
-    for wrapper in pruned.layers:
+    with warnings.catch_warnings():  # channel: 'b', the model output, stays whole
+        warnings.filterwarnings("ignore", "Layer 'b' keeps all its channels")
+        pruned = kc.prune(model, schedule=kc.ConstantSparsity(sparsity, 0), structure=structure)
+    wrapped = [layer for layer in pruned.layers if isinstance(layer, kc.PruningWrapper)]
+    for wrapper in wrapped:
         wrapper.update_masks(sparsity)
     once = kc.strip(pruned)
-    for wrapper, plain in zip(pruned.layers, once.layers):
+    for wrapper in wrapped:
+        plain = once.get_layer(wrapper.layer.name)
         [effective] = wrapper.effective_weights()
         np.testing.assert_array_equal(plain.kernel.numpy(), effective)
     zeros = sum(int(np.sum(layer.kernel.numpy() == 0)) for layer in once.layers)
@@ -365,8 +372,8 @@ def test_strip_bakes_the_masks_and_is_idempotent(structure, sparsity, seed):
     def pruned(count):  # the documented count: round(count * (1 - s)) kept, at least one
         return count - max(1, min(count, int(round(count * (1 - sparsity)))))
 
-    if structure == "channel":  # whole units: 8 of fan-in 16, then 4 of fan-in 8
-        expected = pruned(8) * 16 + pruned(4) * 8
+    if structure == "channel":  # whole units: 8 of fan-in 16 ('b' is the model's output)
+        expected = pruned(8) * 16
     else:
         expected = pruned(16 * 8) + pruned(8 * 4)
     assert zeros >= expected
@@ -442,8 +449,11 @@ def test_n_of_m_on_depthwise_names_the_layer():
     model = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.DepthwiseConv2D(3, name="dw")])
     with pytest.raises(ValueError, match="'dw'.*N:M"):
         kc.prune(model, structure="2:4")
-    # unstructured and channel pruning are fine there
-    kc.prune(model, structure="channel")
+    # unstructured pruning is fine there; its channels follow the input's (no
+    # channel group to remove)
+    kc.prune(model, structure="unstructured")
+    with pytest.raises(ValueError, match="no channel group that can be pruned"):
+        kc.prune(model, structure="channel")
 
 
 def test_model_without_prunable_layer():

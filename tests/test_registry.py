@@ -64,9 +64,12 @@ def registered():
     registry._REGISTERED.clear()
 
 
-def _model():
-    return keras.Sequential([keras.Input((64,)), Scaled(32, name="scaled"),
-                             keras.layers.ReLU(name="relu"), TwoPaths(10, name="two")])
+def _model(head: bool = False):
+    """Channel pruning leaves a model's output whole: with `head`, TwoPaths
+    feeds a Dense head instead of being the output."""
+    layers = [keras.Input((64,)), Scaled(32, name="scaled"), keras.layers.ReLU(name="relu"),
+              TwoPaths(10, name="two")]
+    return keras.Sequential(layers + ([keras.layers.Dense(10, name="head")] if head else []))
 
 
 def _fit(model, x, y, epochs, callbacks=()):
@@ -81,8 +84,9 @@ def test_custom_layers_prune_qat_strip_int8_micro(structure, tmp_path):
     (x, y), (xt, yt) = kc.datasets.digits(normalize=True)
     x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
     keras.utils.set_random_seed(0)
-    pruned = kc.prune(_model(), schedule=kc.ConstantSparsity(0.5, begin_step=0, frequency=1),
-                      structure=structure)
+    head = structure == "channel"
+    pruned = kc.prune(_model(head), schedule=kc.ConstantSparsity(0.5, begin_step=0, frequency=1),
+                      structure=structure, skip=["head"] if head else None)
     assert {type(layer.layer).__name__ for layer in pruned.layers
             if isinstance(layer, kc.PruningWrapper)} == {"Scaled", "TwoPaths"}
     _fit(pruned, x, y, 3, [kc.PruningCallback()])
@@ -95,7 +99,7 @@ def test_custom_layers_prune_qat_strip_int8_micro(structure, tmp_path):
     if structure == "channel":
         assert np.sum(np.all(left == 0, axis=0)) == 5  # whole output units
     qat = kc.quantize(plain)  # the zeros are kept (preserve="auto")
-    assert [type(layer).__name__ for layer in qat.layers].count("QuantizeWrapper") == 2
+    assert [type(layer).__name__ for layer in qat.layers].count("QuantizeWrapper") == 2 + head
     qat.save(tmp_path / "qat.keras")  # saves and reloads mid-training
     qat = keras.models.load_model(tmp_path / "qat.keras")
     _fit(qat, x, y, 3)
@@ -109,8 +113,9 @@ def test_custom_layers_prune_qat_strip_int8_micro(structure, tmp_path):
     assert tfl.is_fully_integer, tfl.float_ops
     weights = [tfl.constant(t) for t in tfl.tensors
                if t.is_constant and t.dtype == "INT8" and len(t.shape) == 2]
-    assert len(weights) == 3  # kernel, left, right, each int8
-    assert all(np.mean(w == 0) >= 0.45 for w in weights)  # the pruned zeros survive
+    assert len(weights) == 3 + head  # kernel, left, right (and the head's), each int8
+    # the pruned zeros survive
+    assert sorted(np.mean(w == 0) >= 0.45 for w in weights).count(True) == 3
     litert = tflite_export.predict(tfl, xt, "litert-reference")
     micro = tflite_export.predict(tfl, xt, "micro")
     # TFLite-Micro's int8 MUL and ADD round a few values a step apart from

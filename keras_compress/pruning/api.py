@@ -29,6 +29,7 @@ import numpy as np
 from keras_compress import graph, model_walk
 from keras_compress.model_walk import LayerSelector, selector
 from keras_compress._wrapper_base import CompressionWrapper
+from keras_compress.pruning import groups as groups_lib
 from keras_compress.pruning import prunable
 from keras_compress.pruning.wrapper import (
     PruningWrapper,
@@ -49,6 +50,9 @@ def prune(
     layers: LayerSelector = None,
     skip: LayerSelector = None,
     *,
+    target: str = "channels",
+    min_channels: int = 1,
+    round_to: int = 1,
     pruning_schedule: PruningSchedule | None = None,
 ) -> keras.layers.Layer:
     """Wrap the prunable layers of `model` (or a single layer) for pruning.
@@ -62,13 +66,28 @@ def prune(
             which is returned wrapped (for building models by hand).
         schedule: a `PruningSchedule` (`ConstantSparsity`, `PolynomialDecay`);
             default ConstantSparsity(0.5) or, for N:M, ConstantSparsity(1 - N/M).
-        structure: "unstructured", "channel" (whole output filters/units) or an
-            N:M pattern such as "2:4" (along the kernel's input axis).
+        structure: "unstructured", "channel" or an N:M pattern such as "2:4"
+            (along the kernel's input axis). "channel" prunes whole output
+            channels by channel dependency group (`keras_compress.graph`): the
+            layers tied by a residual Add share one mask, BatchNormalization
+            and depthwise layers after them are masked too, so `shrink` can
+            remove the channels for real. A layer whose channels cannot move
+            (a model output, an op with no channel rule) is named in a warning
+            and left whole.
         ranking: "layer" (every layer reaches the sparsity) or "global" (one
             magnitude ranking over all pruned layers).
         layers: which layers to prune: names, layer classes, or a callable;
             default every prunable layer.
         skip: layers to leave dense, in the same forms as `layers`.
+        target: with structure="channel", what the schedule's sparsity counts:
+            "channels" (the fraction of each group's channels, or of all with
+            ranking="global"), "macs" or "params" (the fraction of the whole
+            model's multiply-accumulates or parameters removed, allocated over
+            the groups by one global ranking of importance per cost).
+        min_channels: with structure="channel", every group keeps at least this
+            many channels.
+        round_to: with structure="channel", kept channel counts are rounded up
+            to a multiple of this (4, 8 or 16 suit SIMD and CMSIS-NN kernels).
         pruning_schedule: TFMOT's name for `schedule`.
 
     Returns:
@@ -89,6 +108,7 @@ def prune(
     )
     check_ranking(ranking, parsed)
     options = dict(schedule=schedule, structure=str(parsed), ranking=ranking)
+    channel_args = _check_channel_args(parsed, target, min_channels, round_to)
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(
@@ -159,17 +179,76 @@ def prune(
             + (" among those selected by `layers`/`skip`" if layers or skip else "")
             + f". Prunable layer types: {', '.join(prunable.supported_layers())}."
         )
+    specs: dict[str, Any] = {}
+    if parsed.kind == "channel":
+        selected, specs = _channel_groups(model, selected, schedule, ranking, channel_args,
+                                          named=target)
     selected_ids = {id(layer) for layer in selected}
 
     def replace(layer: keras.layers.Layer) -> keras.layers.Layer | None:
         if id(layer) not in selected_ids:
             return None
-        wrapper = PruningWrapper(model_walk.copy_layer(layer), **options)
+        wrapper = PruningWrapper(model_walk.copy_layer(layer), **options,
+                                 channel_group=specs.get(layer.name))
         if layer.built:
             wrapper.build(layer.get_build_config()["input_shape"])
         return wrapper
 
     return graph.rebuild(model, replace)
+
+
+def _check_channel_args(parsed, target, min_channels, round_to) -> dict:
+    if parsed.kind != "channel" and (target != "channels" or min_channels != 1 or round_to != 1):
+        raise ValueError("`target`, `min_channels` and `round_to` apply to "
+                         "structure='channel' only.")
+    if target not in groups_lib.TARGETS:
+        raise ValueError(f"`target` must be one of {groups_lib.TARGETS}; received {target!r}.")
+    for name, value in (("min_channels", min_channels), ("round_to", round_to)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1; received {value!r}.")
+    return dict(target=target, min_channels=min_channels, round_to=round_to)
+
+
+def _channel_groups(model, selected, schedule, ranking, args, named=None):
+    """The selected layers that source a removable channel group, with their
+    specs; the others are named in a warning, with the reason (a layer that
+    only follows its input's channels, a depthwise convolution, is left out
+    silently unless `layers=` named it)."""
+    specs, refused = groups_lib.plan(model, **args)
+    names = {layer.name for layer in selected}
+    kept, specs_out = [], {}
+    for layer in selected:
+        spec = specs.get(layer.name)
+        why = refused.get(layer.name)
+        if spec is not None:
+            missing = [n for n in spec.key.split("+") if n not in names]
+            if missing:
+                why = (f"it shares its channels with {missing}, which `layers`/`skip` "
+                       "leave out")
+        elif why is None:
+            if named is None or not named(layer):
+                continue
+            why = (f"{type(layer).__name__} is not a channel source (its channels follow "
+                   "its input's)")
+        if why:
+            warnings.warn(f"Layer '{layer.name}' keeps all its channels: {why}.", stacklevel=3)
+            continue
+        kept.append(layer)
+        specs_out[layer.name] = spec
+    if not kept:
+        raise ValueError(
+            f"Model '{model.name}' has no channel group that can be pruned and removed "
+            "(every candidate is named in a warning above, with the reason); prune it "
+            "'unstructured' or 'N:M' instead.")
+    reach = groups_lib.reachable(list(specs_out.values()))
+    shared = args["target"] != "channels" or ranking == "global"
+    if shared and schedule.target_sparsity > reach + 1e-9:
+        target = args["target"]
+        raise ValueError(
+            f"The schedule's sparsity {schedule.target_sparsity:g} of the model's {target} "
+            f"cannot be reached by channel pruning: at most {reach:.3f} (every prunable group "
+            f"down to min_channels={args['min_channels']}). Lower the target.")
+    return kept, specs_out
 
 
 # ----------------------------------------------------------------------- report

@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 from keras_compress import model_walk
+from keras_compress.pruning import groups as groups_lib
 from keras_compress.pruning import masks as masks_lib
 from keras_compress.pruning.wrapper import PruningWrapper
 
@@ -115,6 +116,7 @@ class PruningCallback(keras.callbacks.Callback):
                 # backup, an EMA swap) may hold values where masks are zero.
                 wrapper.apply_masks()
         self._groups = self._global_groups()
+        groups_lib.mask_followers(self.model, self._wrappers)
         self._steps = self._read_steps()
         self._last_checked = {
             key: -1 if step is None else step - 1 for key, step in self._steps.items()
@@ -209,7 +211,14 @@ class PruningCallback(keras.callbacks.Callback):
         groups: list[list[PruningWrapper]] = []
         shared: dict[Any, list[PruningWrapper]] = defaultdict(list)
         for wrapper in self._wrappers:
-            if wrapper.ranking == "global":
+            spec = wrapper.channel_group
+            if spec is not None:
+                # A channel group's sources share one mask; with a global
+                # ranking or a MACs/parameter target, all groups share one choice.
+                alone = wrapper.ranking == "layer" and spec.target == "channels"
+                shared[("channels", wrapper.schedule, spec.target,
+                        spec.key if alone else None)].append(wrapper)
+            elif wrapper.ranking == "global":
                 shared[(wrapper.schedule, str(wrapper.structure))].append(wrapper)
             else:
                 groups.append([wrapper])
@@ -217,6 +226,9 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _update(self, group: list[PruningWrapper], step: int) -> None:
         sparsity = group[0].schedule(step)
+        if group[0].channel_group is not None:
+            self._update_channels(group, sparsity)
+            return
         if len(group) == 1 and group[0].ranking == "layer":
             group[0].update_masks(sparsity)
             return
@@ -231,6 +243,20 @@ class PruningCallback(keras.callbacks.Callback):
             count = len(wrapper.target_names)
             wrapper.assign_masks(new[offset: offset + count])
             offset += count
+
+    def _update_channels(self, wrappers: list[PruningWrapper], sparsity: float) -> None:
+        by_key: dict[str, list[PruningWrapper]] = defaultdict(list)
+        for wrapper in wrappers:
+            by_key[wrapper.channel_group.key].append(wrapper)
+        keys = list(by_key)
+        masks = groups_lib.select(
+            [(by_key[k][0].channel_group, groups_lib.importance(by_key[k])) for k in keys],
+            sparsity, wrappers[0].ranking)
+        for key, mask in zip(keys, masks):
+            for wrapper in by_key[key]:
+                wrapper.assign_channel_mask(mask)
+        # Every group's mask: a layer after a Concatenate follows several.
+        groups_lib.mask_followers(self.model, self._wrappers)
 
     def get_config(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir, "per_layer_logs": self.per_layer_logs}

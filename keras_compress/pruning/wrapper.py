@@ -44,6 +44,7 @@ import numpy as np
 
 from keras_compress import model_walk, registry
 from keras_compress._wrapper_base import CompressionWrapper, lookup
+from keras_compress.pruning import groups as groups_lib
 from keras_compress.pruning import masks as masks_lib
 from keras_compress.pruning import prunable
 from keras_compress.schedules import ConstantSparsity, PruningSchedule
@@ -173,6 +174,10 @@ class PruningWrapper(CompressionWrapper):
         ranking: "layer" (each layer reaches the schedule's sparsity) or "global"
             (one magnitude ranking over all global-ranked layers; the
             `PruningCallback` coordinates them).
+        channel_group: set by `prune(model, structure="channel")`: the layer's
+            channel dependency group (`keras_compress.pruning.groups.ChannelSpec`
+            or its config), whose sources share one channel mask chosen by the
+            `PruningCallback`, so the pruned channels can be removed (`shrink`).
     """
 
     def __init__(
@@ -181,6 +186,7 @@ class PruningWrapper(CompressionWrapper):
         schedule: PruningSchedule | dict | None = None,
         structure: str = "unstructured",
         ranking: str = "layer",
+        channel_group: Any = None,
         **kwargs: Any,
     ):
         if not isinstance(layer, keras.layers.Layer):
@@ -208,6 +214,11 @@ class PruningWrapper(CompressionWrapper):
         self.schedule = check_schedule(schedule, self.structure)
         self.ranking = check_ranking(ranking, self.structure)
         self._check_structure_fits_layer()
+        if isinstance(channel_group, dict):
+            channel_group = groups_lib.ChannelSpec.from_config(channel_group)
+        if channel_group is not None and self.structure.kind != "channel":
+            raise ValueError(f"Layer '{layer.name}': `channel_group` needs structure='channel'.")
+        self.channel_group: groups_lib.ChannelSpec | None = channel_group
         self._targets: list[tuple[str, keras.Variable, keras.Variable]] = []
         self._bias_targets: list[tuple[keras.Variable, keras.Variable]] = []
         self._layouts: list[prunable.PrunableWeight | None] = []
@@ -287,6 +298,12 @@ class PruningWrapper(CompressionWrapper):
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) has no kernel to prune."
             )
+        if self.channel_group is not None:
+            # The group's kept channels (1) and removed ones (0), which the
+            # layers after the sources (BatchNormalization) are masked with.
+            self.channel_mask = self.add_weight(
+                name="channel_mask", shape=(self.channel_group.channels,), dtype="float32",
+                initializer="ones", trainable=False)
         # One count per global step: under tf.distribute every replica adds 1
         # and the first replica's update is the one kept.
         self.pruning_step = self.add_weight(
@@ -398,6 +415,20 @@ class PruningWrapper(CompressionWrapper):
         for bias, bias_mask in self._bias_targets:
             bias.assign(bias.numpy() * bias_mask.numpy())
 
+    def assign_channel_mask(self, keep: np.ndarray) -> None:
+        """Keep exactly the output channels where `keep` is 1 (the group's
+        shared mask), in every kernel and bias this layer prunes."""
+        keep = np.asarray(keep, np.float32).reshape(-1)
+        masks = []
+        for (_, var, _), axes in zip(self._targets, self.output_axes):
+            axis = axes[0] % len(var.shape)
+            shape = [1] * len(var.shape)
+            shape[axis] = keep.size
+            masks.append(np.broadcast_to(keep.reshape(shape), tuple(var.shape)))
+        self.assign_masks(masks)
+        if self.channel_group is not None:
+            self.channel_mask.assign(keep)
+
     def update_masks(self, sparsity: float) -> None:
         """Recompute and install the masks at `sparsity` (per-layer ranking)."""
         self.assign_masks(self.compute_masks(sparsity))
@@ -424,6 +455,8 @@ class PruningWrapper(CompressionWrapper):
             structure=str(self.structure),
             ranking=self.ranking,
         )
+        if self.channel_group is not None:
+            config["channel_group"] = self.channel_group.get_config()
         return config
 
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import keras
 
+from keras_compress import registry
+
 from keras_compress.quantization import quantizers
 
 __all__ = ["ActivationQuantizer", "FakeQuant"]
@@ -216,3 +218,8 @@ class FakeQuant(keras.layers.Layer):
             "max_value": self.max_value,
             "bits": self.bits,
         }
+
+
+# A fixed-range fake quantization passes each channel through and keeps 0 at
+# 0 (its zero point is exact), so channel groups (and `shrink`) see through it.
+registry.add_library_rule(registry.LayerRule(FakeQuant, channels="through"))

@@ -1,0 +1,267 @@
+"""Channel pruning by dependency group, and `shrink`: the pruned channels
+physically gone, the outputs unchanged, on real data (scikit-learn digits)."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_compress as kc
+import tflite_export
+from conftest import compile_classifier
+
+L = keras.layers
+
+
+def _bn(name):  # momentum 0.9: moving statistics that settle within a short fit
+    return L.BatchNormalization(momentum=0.9, name=name)
+
+
+def _residual():
+    x = keras.Input((8, 8, 1))
+    a = L.ReLU()(_bn("bn0")(L.Conv2D(16, 3, padding="same",
+                                                            use_bias=False, name="stem")(x)))
+    b = L.ReLU()(_bn("bn1")(L.Conv2D(16, 3, padding="same",
+                                                            use_bias=False, name="b1")(a)))
+    b = _bn("bn2")(L.Conv2D(16, 3, padding="same", use_bias=False,
+                                                  name="b2")(b))
+    y = L.ReLU()(L.Add(name="add")([a, b]))
+    y = L.Flatten()(L.MaxPooling2D()(y))
+    return keras.Model(x, L.Dense(10, name="logits")(y)), {"stem": 16, "b1": 16}
+
+
+def _inception():
+    x = keras.Input((8, 8, 1))
+    s = L.Conv2D(16, 3, padding="same", activation="relu", name="stem")(x)
+    p = L.Conv2D(8, 1, activation="relu", name="p1")(s)
+    q = L.Conv2D(8, 3, padding="same", activation="relu", name="p3")(s)
+    r = L.Conv2D(8, 1, activation="relu", name="pool_proj")(L.MaxPooling2D(3, 1, "same")(s))
+    y = L.Concatenate(name="cat")([p, q, r])
+    y = _bn("bn")(y)
+    y = L.Conv2D(16, 1, activation="relu", name="mix")(y)
+    return keras.Model(x, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(y))), \
+        {"stem": 16, "p1": 8, "p3": 8, "mix": 16}
+
+
+def _separable():
+    x = keras.Input((8, 8, 1))
+    y = L.Conv2D(16, 3, padding="same", activation="relu", name="stem")(x)
+    y = L.DepthwiseConv2D(3, padding="same", name="dw")(y)
+    y = L.ReLU()(_bn("dw_bn")(y))
+    y = L.Conv2D(24, 1, activation="relu", name="pw")(y)
+    y = L.SeparableConv2D(16, 3, padding="same", activation="relu", name="sep")(y)
+    return keras.Model(x, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(y))), \
+        {"stem": 16, "pw": 24, "sep": 16}
+
+
+def _conv1d():
+    x = keras.Input((64, 1))
+    y = L.Conv1D(16, 5, padding="same", activation="relu", name="c1")(x)
+    y = L.MaxPooling1D(2)(y)
+    y = L.Conv1D(16, 3, activation="relu", name="c2")(y)
+    y = L.Flatten()(y)
+    y = L.Dense(32, activation="relu", name="fc")(y)
+    return keras.Model(x, L.Dense(10, name="logits")(y)), {"c1": 16, "c2": 16, "fc": 32}
+
+
+def _flatten_dense():
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        L.Conv2D(12, 3, activation="relu", name="conv"),
+        L.Flatten(name="flat"),
+        L.Dense(32, activation="relu", name="fc"),
+        L.Dense(10, name="logits")]), {"conv": 12, "fc": 32}
+
+
+def _nested():
+    inner = keras.Sequential([keras.Input((8, 8, 1)),
+                              L.Conv2D(16, 3, padding="same", activation="relu", name="in1"),
+                              L.Conv2D(16, 3, padding="same", activation="relu", name="in2")],
+                             name="backbone")
+    x = keras.Input((8, 8, 1))
+    y = L.Conv2D(16, 1, activation="relu", name="outer")(inner(x))
+    return keras.Model(x, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(y))), \
+        {"backbone/in1": 16, "outer": 16}
+
+
+ARCHITECTURES = {"residual": _residual, "inception": _inception, "separable": _separable,
+                 "conv1d": _conv1d, "flatten_dense": _flatten_dense, "nested": _nested}
+
+
+def _data(digits_split, shape):
+    (x, y), (xt, _) = digits_split
+    if len(shape) == 2:  # Conv1D: the 8x8 image as a 64-step signal
+        return x.reshape(-1, 64, 1), y, xt.reshape(-1, 64, 1)
+    return x.reshape(-1, 8, 8, 1), y, xt.reshape(-1, 8, 8, 1)
+
+
+def _width(model, path):
+    if "/" in path:
+        outer, name = path.split("/")
+        return _width(model.get_layer(outer), name)
+    layer = model.get_layer(path)
+    return getattr(layer, "filters", None) or layer.units
+
+
+def _pruned_and_trained(build, digits_split, sparsity=0.5, epochs=1, **kwargs):
+    keras.utils.set_random_seed(0)
+    model, widths = build()
+    x, y, xt = _data(digits_split, model.input_shape[1:])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Layer 'logits' keeps all its channels")
+        pruned = kc.prune(model, kc.ConstantSparsity(sparsity, 0, frequency=4),
+                          structure="channel", **kwargs)
+    compile_classifier(pruned).fit(x, y, batch_size=64, epochs=epochs, verbose=0,
+                                   callbacks=[kc.PruningCallback()])
+    return pruned, widths, (x, y, xt)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_shrink_removes_the_pruned_channels_and_keeps_the_outputs(name, digits_split):
+    pruned, widths, (_, _, xt) = _pruned_and_trained(ARCHITECTURES[name], digits_split)
+    masked = pruned.predict(xt, verbose=0)
+    small = kc.shrink(pruned)
+    # The channels are gone from the layers' configs and weights ...
+    for path, width in widths.items():
+        assert _width(small, path) == width // 2, path
+    before, after = kc.profile(kc.strip(pruned)), kc.profile(small)
+    assert after.total_params < 0.6 * before.total_params
+    assert after.total_macs < 0.6 * before.total_macs
+    assert after.peak_activations <= before.peak_activations
+    assert sum(r.activations for r in after.layers) < sum(r.activations for r in before.layers)
+    # ... and the model computes what the masked one computed.
+    np.testing.assert_allclose(small.predict(xt, verbose=0), masked, rtol=1e-5, atol=1e-5)
+    assert not any(isinstance(layer, kc.PruningWrapper) for layer in small.layers)
+
+
+def test_group_members_share_one_mask_and_followers_are_masked(digits_split):
+    pruned, _, _ = _pruned_and_trained(_residual, digits_split)
+    stem, b2 = pruned.get_layer("prune_stem"), pruned.get_layer("prune_b2")
+    assert stem.channel_group.key == b2.channel_group.key == "b2+stem"
+    np.testing.assert_array_equal(stem.channel_mask.numpy(), b2.channel_mask.numpy())
+    removed = stem.channel_mask.numpy() == 0
+    assert removed.sum() == 8
+    for bn in ("bn0", "bn2"):  # after the sources: masked in training, by the optimizer too
+        layer = pruned.get_layer(bn)
+        assert np.all(layer.gamma.numpy()[removed] == 0)
+        assert np.all(layer.beta.numpy()[removed] == 0)
+        assert np.all(layer.gamma.numpy()[~removed] != 0)
+
+
+def test_channel_groups_resume_after_save_and_load(digits_split, tmp_path):
+    pruned, _, (x, y, xt) = _pruned_and_trained(_residual, digits_split)
+    pruned.save(tmp_path / "mid.keras")
+    loaded = keras.models.load_model(tmp_path / "mid.keras")
+    np.testing.assert_array_equal(loaded.predict(xt, verbose=0), pruned.predict(xt, verbose=0))
+    assert loaded.get_layer("prune_stem").channel_group == pruned.get_layer(
+        "prune_stem").channel_group
+    compile_classifier(loaded).fit(x, y, batch_size=64, epochs=1, verbose=0,
+                                   callbacks=[kc.PruningCallback()])
+    removed = loaded.get_layer("prune_stem").channel_mask.numpy() == 0
+    assert np.all(loaded.get_layer("bn0").gamma.numpy()[removed] == 0)  # constraint reinstalled
+    np.testing.assert_allclose(kc.shrink(loaded).predict(xt, verbose=0),
+                               loaded.predict(xt, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_shrunk_model_quantizes_to_int8_and_micro_agrees(digits_split):
+    """prune (channel) -> shrink -> QAT -> int8 -> TFLite-Micro."""
+    pruned, _, (x, y, xt) = _pruned_and_trained(_residual, digits_split, epochs=4)
+    small = kc.shrink(pruned)
+    qat = compile_classifier(kc.quantize(small))
+    qat.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    plain = kc.strip(qat)
+    tfl = tflite_export.convert(plain, mode="int8", io_dtype="int8")
+    assert tfl.is_fully_integer, tfl.float_ops
+    litert = tflite_export.predict(tfl, xt[:200], "litert-reference")
+    micro = tflite_export.predict(tfl, xt[:200], "micro")
+    step = tfl.outputs[0].scale[0]
+    assert np.max(np.abs(litert - micro)) <= step * 1.001  # at most one output step apart
+    assert np.mean(np.argmax(litert, 1) == np.argmax(micro, 1)) >= 0.99
+    accuracy = np.mean(np.argmax(litert, 1) == digits_split[1][1][:200])
+    assert accuracy > 0.8
+
+
+def test_a_macs_target_is_met_over_the_groups(digits_split):
+    model, _ = _inception()
+    before = kc.profile(model).total_macs
+    pruned, _, _ = _pruned_and_trained(_inception, digits_split, sparsity=0.5, target="macs",
+                                       round_to=2)
+    after = kc.profile(kc.shrink(pruned)).total_macs
+    # Costs are counted per channel (linear); removing channels on both sides
+    # of a layer removes more, never less.
+    assert after <= 0.5 * before
+    for layer in kc.shrink(pruned).layers:
+        if isinstance(layer, L.Conv2D) and layer.name != "logits":
+            assert layer.filters % 2 == 0 and layer.filters >= 1
+
+
+def test_blocked_layers_are_named_and_bad_targets_refused():
+    x = keras.Input((8, 8, 1))
+    a = L.Conv2D(8, 3, padding="same", name="a")(x)
+    g = L.Conv2D(8, 3, padding="same", activation="sigmoid", name="gate")(x)
+    y = L.Conv2D(4, 1, name="mix")(L.Multiply()([a, g]) + 1.0)
+    model = keras.Model(x, L.Dense(10, name="logits")(L.Flatten()(y)))
+    with pytest.warns(UserWarning, match=r"Layer 'logits' keeps all its channels: 'logits' is "
+                                         r"a model output"):
+        kc.prune(model, structure="channel")
+    with pytest.warns(UserWarning, match=r"Layer 'a' keeps all its channels: .*nonzero constant"):
+        kc.prune(model, structure="channel")
+    with pytest.raises(ValueError, match=r"sparsity 0.99 of the model's macs cannot be reached.*"
+                                         r"at most 0\.\d+"):
+        kc.prune(model, kc.ConstantSparsity(0.99, 0), structure="channel", target="macs")
+    with pytest.raises(ValueError, match="`round_to` must be an integer >= 1"):
+        kc.prune(model, structure="channel", round_to=0)
+    with pytest.raises(ValueError, match="structure='channel' only"):
+        kc.prune(model, target="macs")
+    dense = keras.Sequential([keras.Input((4,)), L.Dense(3, name="only")])
+    with pytest.raises(ValueError, match="no channel group that can be pruned"), \
+            pytest.warns(UserWarning, match="'only' is a model output"):
+        kc.prune(dense, structure="channel")
+
+
+def test_profile_counts_what_the_layers_compute():
+    model = keras.Sequential([keras.Input((10, 10, 3)),
+                              L.Conv2D(8, 3, name="conv"),
+                              L.DepthwiseConv2D(3, name="dw"),
+                              L.SeparableConv2D(4, 3, depth_multiplier=2, name="sep"),
+                              L.Flatten(), L.Dense(5, name="fc")])
+    report = kc.profile(model)
+    assert report["conv"].macs == 8 * 8 * 8 * 3 * 3 * 3
+    assert report["dw"].macs == 6 * 6 * 8 * 3 * 3
+    assert report["sep"].macs == 4 * 4 * (8 * 2) * (3 * 3 + 4)
+    assert report["fc"].macs == 4 * 4 * 4 * 5
+    assert report.total_params == model.count_params()
+    assert report.peak_activations == 8 * 8 * 8
+
+
+def test_one_fit_recipe_with_channel_pruning_strips_to_a_smaller_int8_model(digits_split):
+    """distill + prune (channel) + QAT in one fit, then strip(shrink=True):
+    BatchNormalization folded into QAT is masked with its group too, so the
+    channels come out after QAT, and the result converts fully int8."""
+    (x, y), (xt, yt) = digits_split
+    x, xt = x.reshape(-1, 8, 8, 1), xt.reshape(-1, 8, 8, 1)
+    keras.utils.set_random_seed(0)
+    teacher, _ = _residual()
+    compile_classifier(teacher).fit(x, y, batch_size=64, epochs=3, verbose=0)
+    student, _ = _residual()
+    student.set_weights(teacher.get_weights())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Layer 'logits' keeps all its channels")
+        model, callbacks = kc.recipe(student, teacher=teacher, sparsity=0.5,
+                                     structure="channel", prune_epochs=(0, 2), qat_from_epoch=2)
+    model.fit(x, y, batch_size=64, epochs=4, verbose=0, callbacks=callbacks)
+    small = kc.strip(model, shrink=True)
+    assert small.get_layer("stem").filters == 8 and small.get_layer("b1").filters == 8
+    np.testing.assert_allclose(small.predict(xt, verbose=0),
+                               kc.strip(model).predict(xt, verbose=0), rtol=1e-5, atol=1e-5)
+    tfl = tflite_export.convert(small, mode="int8", io_dtype="int8")
+    assert tfl.is_fully_integer, tfl.float_ops
+    whole = tflite_export.convert(kc.strip(model), mode="int8", io_dtype="int8")
+    assert tfl.size < 0.7 * whole.size
+    litert = tflite_export.predict(tfl, xt[:200], "litert-reference")
+    micro = tflite_export.predict(tfl, xt[:200], "micro")
+    assert np.max(np.abs(litert - micro)) <= tfl.outputs[0].scale[0] * 1.001
+    assert np.mean(np.argmax(litert, 1) == yt[:200]) > 0.8
