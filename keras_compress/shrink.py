@@ -134,11 +134,15 @@ def _keeps_zero(layer, indices) -> np.ndarray:
 def _shrink_level(model: keras.Model, min_channels: int) -> keras.Model:
     out_keep: dict[str, np.ndarray] = {}   # layer -> kept indices of its channel axis
     in_drop: dict[str, set[int]] = {}      # layer -> removed input positions
-    _plan(ModelGraph(model), min_channels, out_keep, in_drop)
+    flattened: set[str] = set()            # Reshapes whose input loses channels
+    _plan(ModelGraph(model), min_channels, out_keep, in_drop, flattened)
 
     def replace(layer):
         if layer.name in out_keep or layer.name in in_drop:
             return _narrower(layer, len(out_keep.get(layer.name, ())))
+        if isinstance(layer, L.Reshape) and layer.name in flattened:
+            # A Reshape to one fixed size, which the graph follows as a flatten.
+            return L.Reshape((-1,), name=layer.name)
         return None
 
     small = graph_lib.rebuild(model, replace)  # recursive: nested layers are asked too
@@ -150,12 +154,13 @@ def _shrink_level(model: keras.Model, min_channels: int) -> keras.Model:
     return small
 
 
-def _plan(graph: ModelGraph, min_channels: int, out_keep: dict, in_drop: dict) -> None:
+def _plan(graph: ModelGraph, min_channels: int, out_keep: dict, in_drop: dict,
+          flattened: set) -> None:
     """Which channels go, per layer, in `graph` and the models nested in it
     (each nested model's outputs keep their channels)."""
     for node in graph.nodes:
         if node.is_layer and model_walk.is_graph_model(node.op):
-            _plan(ModelGraph(node.op), min_channels, out_keep, in_drop)
+            _plan(ModelGraph(node.op), min_channels, out_keep, in_drop, flattened)
     for group in graph.channel_groups():
         if group.blocked or not group.channels:
             continue
@@ -171,6 +176,8 @@ def _plan(graph: ModelGraph, min_channels: int, out_keep: dict, in_drop: dict) -
                 out_keep[name] = np.array([i for i in keep if i not in gone])
             elif use.role == "input":
                 in_drop.setdefault(name, set()).update(gone)
+            elif use.role == "flatten":
+                flattened.add(name)
 
 
 def _positions(use, dead: list[int], channels: int) -> set[int]:

@@ -1,0 +1,253 @@
+"""Channel pruning that removes channels: the same model before and after, on
+the device measures (flash, RAM, latency) as well as accuracy.
+
+Per case, from the suite's trained float baseline (`benchmarks._cases`; the
+committed `benchmarks/baselines/` for the CIFAR-10 models): the unpruned int8
+model (post-training, 500 calibration images), and keras-compress'
+`prune(structure="channel")` removing `--sparsity` of each group's channels
+(or of the model's MACs, `--target=macs`), distilled from the float baseline, then `strip(shrink=True)`, QAT
+(distilled again) and int8. Both int8 models are measured here, in one run:
+flatbuffer bytes, LiteRT latency (1 thread, XNNPACK, the two timed
+interleaved), TFLite-Micro latency and measured arena, accuracy in LiteRT and
+TFLite-Micro, and `kc.profile`'s parameters and MACs.
+
+    python -m benchmarks.channel_pruning --quick        # a few minutes
+    python -m benchmarks.channel_pruning --full         # LeNet-5, ResNet-8, DS-CNN
+
+Trained pruned int8 rows are cached (--cache_dir) under a key of what their
+training computes, so a rerun measures without retraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR, _baselines, _cache, _cases, _keys  # noqa: E402
+
+FLAGS = flags.FLAGS
+KEY = "channel_pruning"
+REPO = Path(__file__).resolve().parents[1]
+# (prune epochs, fine-tune epochs, QAT epochs, learning rate) per mode.
+RECIPES = {"lenet5": {"quick": (1, 0, 1, 5e-4), "full": (4, 2, 2, 5e-4)},
+           "resnet8": {"quick": (1, 0, 1, 2e-4), "full": (4, 2, 2, 5e-4)},
+           "ds_cnn": {"quick": (1, 0, 1, 2e-4), "full": (4, 2, 2, 5e-4)}}
+# Version of what the pruned rows' training computes: bump it when that changes.
+SEMANTICS = 1
+
+
+def _define_flags() -> None:
+    flags.DEFINE_bool("quick", False, "Short run (the suite's --quick sizes).")
+    flags.DEFINE_bool("full", False, "The real run.")
+    flags.DEFINE_list("cases", list(RECIPES), "Cases to run.")
+    flags.DEFINE_enum("target", "channels", ["channels", "macs"],
+                      "What --sparsity counts: each group's channels (uniform, which "
+                      "removes about as many parameters as MACs) or the model's MACs "
+                      "(one global ranking).")
+    flags.DEFINE_float("sparsity", 0.35, "Fraction of --target removed; 0.35 of every "
+                       "group's channels leaves about 0.42 of the MACs of a layer between two.")
+    flags.DEFINE_integer("round_to", 4, "Kept channel counts are multiples of this.")
+    flags.DEFINE_bool("distill", True, "Distil the pruned model from the float baseline.")
+    flags.DEFINE_string("data_dir", str(DATA_DIR), "Folder holding mnist/ and cifar10/.")
+    flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
+                        "Where trained float baselines and pruned rows are kept.")
+    flags.DEFINE_integer("latency_rounds", 20, "Interleaved LiteRT rounds (5 runs each).")
+    flags.DEFINE_string("docs", None, "Output folder (default: docs/).")
+
+
+def _float_model(name: str, config: dict, case: dict, data: dict, steps: int, x_shape):
+    import numpy as np
+
+    import keras_compress as kc
+    from tflite_export.model import write_atomic
+
+    images, _, float_epochs, *_ = _cases.run_lengths(config, case)
+    model = getattr(kc.models, name)(input_shape=x_shape)
+    cached = _cache.float_cache(config, name, (images, float_epochs), case)
+    if _cache.in_cache(cached, config):
+        with np.load(cached) as saved:
+            model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
+        return model
+    _cases.train_float(model, data, case["float"], float_epochs, steps,
+                       backup_dir=_baselines.backup_dir(cached) if cached else None)
+    if cached:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, buffer.getvalue())
+    return model
+
+
+def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape):
+    """The pruned int8-ready model: channel pruning (distilled), shrink, QAT."""
+    import keras
+
+    import keras_compress as kc
+
+    prune_epochs, fine_epochs, qat_epochs, lr = recipe
+    sparsity, target, distill = config["sparsity"], config["target"], config["distill"]
+    student = getattr(kc.models, name)(input_shape=x_shape)
+    student.set_weights(teacher.get_weights())
+    schedule = kc.PolynomialDecay(0.0, sparsity, 0, max(1, prune_epochs * steps - 1),
+                                  frequency=max(1, steps // 4))
+    with warnings.catch_warnings():  # the logits, the model's output, keep their channels
+        warnings.filterwarnings("ignore", "Layer 'logits' keeps all its channels")
+        pruned = kc.prune(student, schedule, structure="channel", target=target,
+                          ranking="layer" if target == "channels" else "global",
+                          round_to=config["round_to"])
+
+    def fit(model, epochs, callbacks):
+        trained = kc.Distiller(teacher, model, temperature=4.0, alpha=0.1) if distill else model
+        _cases.compile(trained, keras.optimizers.Adam(lr))
+        trained.fit(**data, epochs=epochs, verbose=2, callbacks=callbacks + [
+            keras.callbacks.LearningRateScheduler(  # cosine, per epoch
+                lambda e: lr * 0.5 * (1 + math.cos(math.pi * e / max(1, epochs))))])
+
+    fit(pruned, prune_epochs + fine_epochs, [kc.PruningCallback()])
+    small = kc.strip(pruned, shrink=True)
+    qat = kc.quantize(small)
+    fit(qat, qat_epochs, [])
+    return kc.strip(qat), kc.profile(small)
+
+
+def run_case(name: str, config: dict) -> dict:
+    import keras
+    import numpy as np
+
+    import keras_compress as kc
+    import tflite_export
+    from tflite_export.model import write_atomic
+
+    case = _cases.CASES[name]
+    images, tests, *_ = _cases.run_lengths(config, case)
+    setup = {"model": name, "dataset": case["dataset"], "data_dir": config["data_dir"],
+             "seed": 0, "train_images": images, "test_images": tests}
+    (x, y), (xt, yt) = _cases.load_case_data(setup)
+    keras.utils.set_random_seed(0)
+    steps = -(-len(x) // case["batch"])
+    data = _cases.training_data(x, y, case["batch"], case["dataset"] == "cifar10", 0)
+    x_shape = tuple(x.shape[1:])
+    print(f"== {name}: float baseline", flush=True)
+    teacher = _float_model(name, config, case, data, steps, x_shape)
+    unpruned = tflite_export.convert(teacher, mode="int8", io_dtype="int8",
+                                     representative_data=x[:500])
+    recipe = RECIPES[name]["full" if config["full"] else "quick"]
+    key = json.dumps([name, images, recipe, config["target"], config["sparsity"],
+                      config["round_to"], config["distill"],
+                      SEMANTICS, _keys.semantics("ours"),
+                      _cache.float_cache(config, name, (images, _cases.run_lengths(
+                          config, case)[2]), case).name])
+    cached = Path(config["cache_dir"]) / (
+        f"{name}-channel-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+    if cached.exists():
+        print(f"   (pruned row from {cached})", flush=True)
+        with np.load(cached) as saved:
+            pruned = tflite_export.TFLiteModel(saved["tflite"].tobytes())
+            after = json.loads(str(saved["meta"]))
+    else:
+        print(f"== {name}: channel pruning ({config['sparsity']:g} of the {config['target']}), "
+              f"shrink, QAT ({recipe})", flush=True)
+        stripped, profile = _prune_shrink_qat(name, teacher, data, steps, recipe, config,
+                                              x_shape)
+        pruned = tflite_export.convert(stripped, mode="int8", io_dtype="int8")
+        after = {"params": profile.total_params, "macs": profile.total_macs}
+        buffer = io.BytesIO()
+        np.savez(buffer, tflite=np.frombuffer(pruned.content, np.uint8),
+                 meta=np.array(json.dumps(after)))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, buffer.getvalue())
+    before = kc.profile(teacher)
+    latency = tflite_export.compare_latency({"unpruned": unpruned, "pruned": pruned},
+                                            rounds=config["latency_rounds"], runs_per_round=5)
+    rows = {}
+    for label, tfl, prof in (("unpruned int8", unpruned, {"params": before.total_params,
+                                                          "macs": before.total_macs}),
+                             ("channel-pruned int8", pruned, after)):
+        result = tflite_export.benchmark(tfl, xt, yt, name=label, runs=20, micro=True,
+                                         progress=True)
+        rows[label] = {"params": prof["params"], "macs": prof["macs"], "bytes": tfl.size,
+                       "litert_ms": latency["unpruned" if label.startswith("un") else
+                                            "pruned"].median_ms,
+                       "micro_ms": result.micro.median_ms if result.micro else None,
+                       "arena": result.arena_bytes, "litert": result.litert_accuracy,
+                       "micro": result.micro_accuracy, "fully_integer": tfl.is_fully_integer}
+    a, b = rows["unpruned int8"], rows["channel-pruned int8"]
+    ratios = {"macs": a["macs"] / b["macs"], "bytes": a["bytes"] / b["bytes"],
+              "litert": a["litert_ms"] / b["litert_ms"],
+              "micro": a["micro_ms"] / b["micro_ms"] if b["micro_ms"] else None,
+              "arena": a["arena"] / b["arena"] if b["arena"] else None,
+              "accuracy_points": 100 * (b["litert"] - a["litert"])}
+    return {"case": name, "recipe": recipe, "train_images": images, "test_images": len(xt),
+            "rows": rows, "ratios": ratios}
+
+
+def render(results: list[dict], config: dict) -> str:
+    run = "full" if config["full"] else "quick"
+    lines = [f"## Channel pruning that removes channels ({run} run)", "",
+             f"`python -m benchmarks.channel_pruning --{run}`: per case the unpruned int8 model "
+             "(post-training, from the suite's float baseline) and the same model channel-pruned "
+             f"(`prune(structure=\"channel\", target=\"{config['target']}\")`, "
+             f"{config['sparsity']:g} of the {config['target']} removed, kept counts multiples "
+             f"of {config['round_to']}"
+             + (", distilled from the float baseline" if config["distill"] else "")
+             + "), `strip(shrink=True)`, QAT, int8. LiteRT: 1 thread, XNNPACK, the two models "
+             "timed interleaved; TFLite-Micro: the Python interpreter's median invoke and "
+             "measured arena. Epochs (prune, fine-tune, QAT) and Adam learning rate in each "
+             "heading.", ""]
+    for r in results:
+        ratio = r["ratios"]
+        lines += [f"### {r['case']} ({r['train_images']:,} training, {r['test_images']:,} test "
+                  f"images; epochs and rate {tuple(r['recipe'])})", "",
+                  "| model | params | MACs | .tflite bytes | LiteRT ms | TFLite-Micro ms | "
+                  "arena bytes | LiteRT acc | TFLite-Micro acc |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for label, row in r["rows"].items():
+            micro_ms = "" if row["micro_ms"] is None else f"{row['micro_ms']:.3f}"
+            micro_acc = "" if row["micro"] is None else f"{100 * row['micro']:.2f} %"
+            lines.append(f"| {label} | {row['params']:,} | {row['macs']:,} | {row['bytes']:,} | "
+                         f"{row['litert_ms']:.3f} | {micro_ms} | {row['arena'] or 0:,} | "
+                         f"{100 * row['litert']:.2f} % | {micro_acc} |")
+        fmt = (lambda v: "n/a" if v is None else f"{v:.2f}x")
+        lines += ["", f"Unpruned / pruned: MACs {fmt(ratio['macs'])}, flatbuffer "
+                  f"{fmt(ratio['bytes'])}, LiteRT latency {fmt(ratio['litert'])}, TFLite-Micro "
+                  f"latency {fmt(ratio['micro'])}, arena {fmt(ratio['arena'])}; int8 accuracy "
+                  f"{ratio['accuracy_points']:+.2f} points.", ""]
+    return "\n".join(lines)
+
+
+def main(argv) -> None:
+    del argv
+    from benchmarks import _report
+
+    if FLAGS.quick == FLAGS.full:
+        raise app.UsageError("Pass exactly one of --quick and --full.")
+    config = {"full": FLAGS.full, "seed": 0, "data_dir": FLAGS.data_dir,
+              "cache_dir": FLAGS.cache_dir, "baselines_dir": str(REPO / "benchmarks" / "baselines"),
+              "target": FLAGS.target, "sparsity": FLAGS.sparsity, "round_to": FLAGS.round_to,
+              "distill": FLAGS.distill,
+              "latency_rounds": FLAGS.latency_rounds if FLAGS.full else 4}
+    began = time.time()
+    results = [run_case(name, config) for name in FLAGS.cases]
+    markdown = render(results, config)
+    print(markdown)
+    docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
+    key = f"{KEY}_full" if FLAGS.full else KEY
+    _report.update(key, markdown, {"config": {k: v for k, v in config.items()
+                                              if k not in ("data_dir", "cache_dir",
+                                                           "baselines_dir")},
+                                   "results": results, "seconds": time.time() - began,
+                                   **_report.environment()}, docs=docs)
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
