@@ -93,6 +93,29 @@ def test_deep_compression_benchmark_quick_run_fills_every_row(data_dir, tmp_path
 
 
 @pytest.mark.slow
+def test_channel_pruning_benchmark_quick_run_measures_both_models(data_dir, tmp_path):
+    """LeNet-5 from a fresh float baseline, channel-pruned, shrunk, QAT and int8:
+    both models measured in LiteRT and TFLite-Micro, the pruned one smaller in
+    MACs, flatbuffer and arena; a second run reads the trained row back."""
+    from benchmarks import channel_pruning
+
+    config = {"full": False, "seed": 0, "data_dir": str(data_dir), "cache_dir": str(tmp_path),
+              "baselines_dir": "", "target": "channels", "sparsity": 0.35, "round_to": 4,
+              "distill": True, "latency_rounds": 2}
+    result = channel_pruning.run_case("lenet5", config)
+    before, after = result["rows"]["unpruned int8"], result["rows"]["channel-pruned int8"]
+    assert before["fully_integer"] and after["fully_integer"]
+    assert after["macs"] < 0.7 * before["macs"] and after["bytes"] < 0.7 * before["bytes"]
+    assert after["arena"] < before["arena"] and after["micro"] is not None
+    assert result["ratios"]["litert"] > 0 and result["ratios"]["micro"] > 0
+    assert "### lenet5" in channel_pruning.render([result], config)
+    cached = [p for p in tmp_path.iterdir() if "-channel-" in p.name]
+    assert len(cached) == 1
+    again = channel_pruning.run_case("lenet5", config)
+    assert again["rows"]["channel-pruned int8"]["bytes"] == after["bytes"]
+
+
+@pytest.mark.slow
 def test_suite_smallest_case_produces_every_column(data_dir, tmp_path):
     """`benchmarks.run` end to end on LeNet-300-100 with TFMOT in its subprocess
     (tiny sizes): every artifact gets every column; numbers are not asserted."""

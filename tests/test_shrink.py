@@ -265,3 +265,17 @@ def test_one_fit_recipe_with_channel_pruning_strips_to_a_smaller_int8_model(digi
     micro = tflite_export.predict(tfl, xt[:200], "micro")
     assert np.max(np.abs(litert - micro)) <= tfl.outputs[0].scale[0] * 1.001
     assert np.mean(np.argmax(litert, 1) == yt[:200]) > 0.8
+
+
+def test_the_pruning_guide_snippet_runs_as_written():
+    from conftest import REPO
+    import re
+
+    [block] = [b for b in re.findall(r"```python\n(.*?)```",
+                                     (REPO / "docs" / "pruning.md").read_text(), re.S)
+               if "kc.shrink(" in b]
+    namespace: dict = {}
+    with pytest.warns(UserWarning, match="'logits' keeps all its channels"):
+        exec(compile(block, "docs/pruning.md", "exec"), namespace)
+    assert namespace["small"].get_layer("a").filters == 8
+    assert kc.profile(namespace["small"]).total_macs < kc.profile(namespace["model"]).total_macs
