@@ -31,13 +31,13 @@ from keras_compress.model_walk import LayerSelector, selector
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.pruning import groups as groups_lib
 from keras_compress.pruning import prunable
-from keras_compress.pruning.wrapper import (
-    PruningWrapper,
+from keras_compress.pruning.options import (
+    check_ranking,
     check_schedule,
     default_schedule,
     parse_structure,
-    check_ranking,
 )
+from keras_compress.pruning.wrapper import PruningWrapper
 from keras_compress.schedules import PruningSchedule
 
 __all__ = ["prune", "sparsity", "SparsityReport", "LayerSparsity"]
