@@ -87,7 +87,16 @@ def _nested():
         {"backbone/in1": 16, "outer": 16}
 
 
-ARCHITECTURES = {"residual": _residual, "inception": _inception, "separable": _separable,
+def _transposed():
+    x = keras.Input((8, 8, 1))
+    y = L.Conv2D(16, 3, padding="same", activation="relu", name="down")(x)
+    y = L.Conv2DTranspose(12, 3, strides=2, padding="same", activation="relu", name="up")(y)
+    y = L.Conv2D(8, 3, strides=2, activation="relu", name="mix")(y)
+    return keras.Model(x, L.Dense(10, name="logits")(L.Flatten()(y))), \
+        {"down": 16, "up": 12, "mix": 8}
+
+
+ARCHITECTURES = {"transposed": _transposed, "residual": _residual, "inception": _inception, "separable": _separable,
                  "conv1d": _conv1d, "flatten_dense": _flatten_dense, "nested": _nested}
 
 
@@ -135,6 +144,12 @@ def test_shrink_removes_the_pruned_channels_and_keeps_the_outputs(name, digits_s
     # ... and the model computes what the masked one computed.
     np.testing.assert_allclose(small.predict(xt, verbose=0), masked, rtol=1e-5, atol=1e-5)
     assert not any(isinstance(layer, kc.PruningWrapper) for layer in small.layers)
+    # The smaller model converts fully int8, and TFLite-Micro agrees with LiteRT.
+    tfl = tflite_export.convert(small, mode="int8", io_dtype="int8", representative_data=xt[:100])
+    assert tfl.is_fully_integer, tfl.float_ops
+    litert = tflite_export.predict(tfl, xt[:50], "litert-reference")
+    micro = tflite_export.predict(tfl, xt[:50], "micro")
+    assert np.max(np.abs(litert - micro)) <= tfl.outputs[0].scale[0] * 1.001
 
 
 def test_group_members_share_one_mask_and_followers_are_masked(digits_split):
