@@ -28,6 +28,18 @@ def test_demo_runs_recipe_to_int8_and_micro_and_writes_report(tmp_path):
                  "micro/student_model_data.cc", "android/student.tflite"):
         assert (tmp_path / name).is_file(), name
     assert 0.0 < results["teacher_accuracy"] <= 1.0
+    # Unstructured zeros leave what the student stores and computes as it was.
+    assert saved["profile"]["after"]["macs"] == saved["profile"]["before"]["macs"]
+
+
+@pytest.mark.slow
+def test_demo_with_channel_pruning_shrinks_the_student(tmp_path):
+    results = demo.run(out=str(tmp_path), epochs=4, sparsity=0.5, structure="channel", seed=1)
+    before, after = results["profile"]["before"], results["profile"]["after"]
+    assert after["params"] < 0.6 * before["params"] and after["macs"] < 0.6 * before["macs"]
+    assert "## What the student computes, before and after" in (tmp_path / "report.md").read_text()
+    assert results["fully_integer"] is True
+    assert abs(results["student_int8_litert_accuracy"] - results["student_accuracy"]) <= 0.02
 
 
 def test_demo_refuses_too_few_epochs(tmp_path):
