@@ -61,6 +61,11 @@ def _define_flags() -> None:
     flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
                         "Where trained float baselines and pruned rows are kept.")
     flags.DEFINE_integer("latency_rounds", 20, "Interleaved LiteRT rounds (5 runs each).")
+    flags.DEFINE_list("contrast", ["lenet5"], "Cases that also get unstructured pruning over the "
+                      "same share of the MACs, for contrast.")
+    flags.DEFINE_list("curve", ["0.15", "0.25", "0.45", "0.55"], "Further channel sparsities "
+                      "for the accuracy-against-MACs curve of --curve_case.")
+    flags.DEFINE_string("curve_case", "lenet5", "The case the curve is drawn for ('' for none).")
     flags.DEFINE_string("docs", None, "Output folder (default: docs/).")
 
 
@@ -87,23 +92,29 @@ def _float_model(name: str, config: dict, case: dict, data: dict, steps: int, x_
     return model
 
 
-def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape):
-    """The pruned int8-ready model: channel pruning (distilled), shrink, QAT."""
+def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape,
+                      structure="channel", sparsity=None):
+    """The pruned int8-ready model: channel pruning (distilled), shrink, QAT;
+    or, for contrast, unstructured pruning (its zeros kept through QAT)."""
     import keras
 
     import keras_compress as kc
 
     prune_epochs, fine_epochs, qat_epochs, lr = recipe
-    sparsity, target, distill = config["sparsity"], config["target"], config["distill"]
+    target, distill = config["target"], config["distill"]
+    sparsity = config["sparsity"] if sparsity is None else sparsity
     student = getattr(kc.models, name)(input_shape=x_shape)
     student.set_weights(teacher.get_weights())
     schedule = kc.PolynomialDecay(0.0, sparsity, 0, max(1, prune_epochs * steps - 1),
                                   frequency=max(1, steps // 4))
     with warnings.catch_warnings():  # the logits, the model's output, keep their channels
         warnings.filterwarnings("ignore", "Layer 'logits' keeps all its channels")
-        pruned = kc.prune(student, schedule, structure="channel", target=target,
-                          ranking="layer" if target == "channels" else "global",
-                          round_to=config["round_to"])
+        if structure == "channel":
+            pruned = kc.prune(student, schedule, structure="channel", target=target,
+                              ranking="layer" if target == "channels" else "global",
+                              round_to=config["round_to"])
+        else:
+            pruned = kc.prune(student, schedule, ranking="global")
 
     def fit(model, epochs, callbacks):
         trained = kc.Distiller(teacher, model, temperature=4.0, alpha=0.1) if distill else model
@@ -113,7 +124,7 @@ def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape):
                 lambda e: lr * 0.5 * (1 + math.cos(math.pi * e / max(1, epochs))))])
 
     fit(pruned, prune_epochs + fine_epochs, [kc.PruningCallback()])
-    small = kc.strip(pruned, shrink=True)
+    small = kc.strip(pruned, shrink=structure == "channel")
     qat = kc.quantize(small)
     fit(qat, qat_epochs, [])
     return kc.strip(qat), kc.profile(small)
@@ -141,53 +152,76 @@ def run_case(name: str, config: dict) -> dict:
     unpruned = tflite_export.convert(teacher, mode="int8", io_dtype="int8",
                                      representative_data=x[:500])
     recipe = RECIPES[name]["full" if config["full"] else "quick"]
-    key = json.dumps([name, images, recipe, config["target"], config["sparsity"],
-                      config["round_to"], config["distill"],
-                      SEMANTICS, _keys.semantics("ours"),
-                      _cache.float_cache(config, name, (images, _cases.run_lengths(
-                          config, case)[2]), case).name])
-    cached = Path(config["cache_dir"]) / (
-        f"{name}-channel-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
-    if cached.exists():
-        print(f"   (pruned row from {cached})", flush=True)
-        with np.load(cached) as saved:
-            pruned = tflite_export.TFLiteModel(saved["tflite"].tobytes())
-            after = json.loads(str(saved["meta"]))
-    else:
-        print(f"== {name}: channel pruning ({config['sparsity']:g} of the {config['target']}), "
-              f"shrink, QAT ({recipe})", flush=True)
+    float_name = _cache.float_cache(config, name, (images, _cases.run_lengths(config, case)[2]),
+                                    case).name
+
+    def trained(structure: str, sparsity: float):
+        """(int8 TFLiteModel, {params, macs}) of one pruned row, from the cache
+        (keyed on what its training computes) or trained now."""
+        # (The structure is in the file name.)
+        key = json.dumps([name, images, recipe, config["target"], sparsity, config["round_to"],
+                          config["distill"], SEMANTICS, _keys.semantics("ours"), float_name])
+        cached = Path(config["cache_dir"]) / (
+            f"{name}-{structure}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+        if cached.exists():
+            print(f"   (trained row from {cached})", flush=True)
+            with np.load(cached) as saved:
+                return (tflite_export.TFLiteModel(saved["tflite"].tobytes()),
+                        json.loads(str(saved["meta"])))
+        print(f"== {name}: {structure} pruning ({sparsity:g}), "
+              f"{'shrink, ' if structure == 'channel' else ''}QAT ({recipe})", flush=True)
         stripped, profile = _prune_shrink_qat(name, teacher, data, steps, recipe, config,
-                                              x_shape)
-        pruned = tflite_export.convert(stripped, mode="int8", io_dtype="int8")
-        after = {"params": profile.total_params, "macs": profile.total_macs}
+                                              x_shape, structure, sparsity)
+        tfl = tflite_export.convert(stripped, mode="int8", io_dtype="int8")
+        meta = {"params": profile.total_params, "macs": profile.total_macs}
         buffer = io.BytesIO()
-        np.savez(buffer, tflite=np.frombuffer(pruned.content, np.uint8),
-                 meta=np.array(json.dumps(after)))
+        np.savez(buffer, tflite=np.frombuffer(tfl.content, np.uint8),
+                 meta=np.array(json.dumps(meta)))
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cached, buffer.getvalue())
+        return tfl, meta
+
     before = kc.profile(teacher)
-    latency = tflite_export.compare_latency({"unpruned": unpruned, "pruned": pruned},
-                                            rounds=config["latency_rounds"], runs_per_round=5)
+    artifacts = {"unpruned int8": (unpruned, {"params": before.total_params,
+                                              "macs": before.total_macs}),
+                 "channel-pruned int8": trained("channel", config["sparsity"])}
+    if name in config.get("contrast", ()):
+        # Unstructured zeros over the same share of the MACs: the runtime still
+        # computes (and stores) every one of them.
+        share = 1.0 - artifacts["channel-pruned int8"][1]["macs"] / before.total_macs
+        artifacts["unstructured-pruned int8"] = trained("unstructured", round(share, 2))
+    latency = tflite_export.compare_latency(
+        {label: tfl for label, (tfl, _) in artifacts.items()},
+        rounds=config["latency_rounds"], runs_per_round=5)
     rows = {}
-    for label, tfl, prof in (("unpruned int8", unpruned, {"params": before.total_params,
-                                                          "macs": before.total_macs}),
-                             ("channel-pruned int8", pruned, after)):
+    for label, (tfl, prof) in artifacts.items():
         result = tflite_export.benchmark(tfl, xt, yt, name=label, runs=20, micro=True,
                                          progress=True)
         rows[label] = {"params": prof["params"], "macs": prof["macs"], "bytes": tfl.size,
-                       "litert_ms": latency["unpruned" if label.startswith("un") else
-                                            "pruned"].median_ms,
+                       "litert_ms": latency[label].median_ms,
                        "micro_ms": result.micro.median_ms if result.micro else None,
                        "arena": result.arena_bytes, "litert": result.litert_accuracy,
                        "micro": result.micro_accuracy, "fully_integer": tfl.is_fully_integer}
+    curve = []
+    for sparsity in (config.get("curve", {}).get(name) or ()):
+        tfl, prof = artifacts["channel-pruned int8"] if sparsity == config["sparsity"] else \
+            trained("channel", sparsity)
+        accuracy = tflite_export.benchmark(tfl, xt, yt, name=f"channels {sparsity:g}", runs=2,
+                                           micro=False, progress=False).litert_accuracy
+        curve.append({"sparsity": sparsity, "macs": prof["macs"], "params": prof["params"],
+                      "bytes": tfl.size, "litert": accuracy})
     a, b = rows["unpruned int8"], rows["channel-pruned int8"]
     ratios = {"macs": a["macs"] / b["macs"], "bytes": a["bytes"] / b["bytes"],
               "litert": a["litert_ms"] / b["litert_ms"],
               "micro": a["micro_ms"] / b["micro_ms"] if b["micro_ms"] else None,
               "arena": a["arena"] / b["arena"] if b["arena"] else None,
               "accuracy_points": 100 * (b["litert"] - a["litert"])}
+    if "unstructured-pruned int8" in rows:
+        u = rows["unstructured-pruned int8"]
+        ratios["unstructured_litert"] = a["litert_ms"] / u["litert_ms"]
+        ratios["unstructured_bytes"] = a["bytes"] / u["bytes"]
     return {"case": name, "recipe": recipe, "train_images": images, "test_images": len(xt),
-            "rows": rows, "ratios": ratios}
+            "unpruned_macs": before.total_macs, "rows": rows, "ratios": ratios, "curve": curve}
 
 
 def render(results: list[dict], config: dict) -> str:
@@ -220,8 +254,48 @@ def render(results: list[dict], config: dict) -> str:
         lines += ["", f"Unpruned / pruned: MACs {fmt(ratio['macs'])}, flatbuffer "
                   f"{fmt(ratio['bytes'])}, LiteRT latency {fmt(ratio['litert'])}, TFLite-Micro "
                   f"latency {fmt(ratio['micro'])}, arena {fmt(ratio['arena'])}; int8 accuracy "
-                  f"{ratio['accuracy_points']:+.2f} points.", ""]
+                  f"{ratio['accuracy_points']:+.2f} points."]
+        if "unstructured_litert" in ratio:
+            lines += ["", "Unstructured zeros over the same share of the MACs (the contrast "
+                      "row) leave every weight and multiply in place: unpruned / unstructured "
+                      f"LiteRT latency {fmt(ratio['unstructured_litert'])}, flatbuffer "
+                      f"{fmt(ratio['unstructured_bytes'])}."]
+        if r.get("curve"):
+            lines += ["", "Accuracy against MACs (channel pruning at several sparsities, same "
+                      "recipe; the plot is "
+                      f"`docs/{'channel_pruning_full' if config['full'] else 'channel_pruning'}"
+                      ".png`):", "",
+                      "| channels removed | MACs (share of unpruned) | params | .tflite bytes | "
+                      "LiteRT acc |", "|---:|---:|---:|---:|---:|"]
+            lines += [f"| {p['sparsity']:g} | {p['macs']:,} ({p['macs'] / r['unpruned_macs']:.2f})"
+                      f" | {p['params']:,} | {p['bytes']:,} | {100 * p['litert']:.2f} % |"
+                      for p in r["curve"]]
+        lines.append("")
     return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """int8 accuracy against MACs (share of the unpruned model) per curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks import _report
+
+    curves = [r for r in results if r.get("curve")]
+    if not curves:
+        return
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for r in curves:
+        share = [1.0] + [p["macs"] / r["unpruned_macs"] for p in r["curve"]]
+        acc = [100 * r["rows"]["unpruned int8"]["litert"]] + [100 * p["litert"] for p in r["curve"]]
+        ax.plot(share, acc, "o-", label=f"{r['case']}, channel-pruned int8")
+    ax.set_xlabel("MACs, share of the unpruned model")
+    ax.set_ylabel("int8 top-1 % (LiteRT)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _report.save_png(fig, path)
 
 
 def main(argv) -> None:
@@ -233,7 +307,9 @@ def main(argv) -> None:
     config = {"full": FLAGS.full, "seed": 0, "data_dir": FLAGS.data_dir,
               "cache_dir": FLAGS.cache_dir, "baselines_dir": str(REPO / "benchmarks" / "baselines"),
               "target": FLAGS.target, "sparsity": FLAGS.sparsity, "round_to": FLAGS.round_to,
-              "distill": FLAGS.distill,
+              "distill": FLAGS.distill, "contrast": list(FLAGS.contrast),
+              "curve": ({FLAGS.curve_case: sorted({FLAGS.sparsity, *map(float, FLAGS.curve)})}
+                        if FLAGS.curve_case else {}),
               "latency_rounds": FLAGS.latency_rounds if FLAGS.full else 4}
     began = time.time()
     results = [run_case(name, config) for name in FLAGS.cases]
@@ -241,6 +317,7 @@ def main(argv) -> None:
     print(markdown)
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     key = f"{KEY}_full" if FLAGS.full else KEY
+    plot(results, docs / f"{key}.png")
     _report.update(key, markdown, {"config": {k: v for k, v in config.items()
                                               if k not in ("data_dir", "cache_dir",
                                                            "baselines_dir")},
