@@ -107,3 +107,34 @@ def cached_row(cached: Path | None, config: dict, compute):
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cached, buffer.getvalue())
     return tfl, meta
+
+
+def float_baseline(model, config: dict, name: str, data: dict, steps: int) -> None:
+    """Give `model` case `name`'s trained float weights: from the cache (or
+    the committed baselines, copied there first), else trained now
+    (resuming an interrupted fit's backup) and kept."""
+    import numpy as np
+
+    from tflite_export.model import write_atomic
+
+    case = _cases.CASES[name]
+    images, _, float_epochs, *_ = _cases.run_lengths(config, case)
+    cached = float_cache(config, name, (images, float_epochs), case)
+    if in_cache(cached, config):
+        print(f"   (trained weights from {cached})", flush=True)
+        with np.load(cached) as saved:
+            model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
+        return
+    _cases.train_float(model, data, case["float"], float_epochs, steps,
+                       backup_dir=_baselines.backup_dir(cached) if cached else None)
+    if not cached:
+        return
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cached, buffer.getvalue())
+    if config.get("baselines_dir"):
+        finished = _baselines.finish(cached, Path(config["baselines_dir"]))
+        if finished:
+            print(f"   (the committed backup is replaced by the {finished}: commit it)",
+                  flush=True)

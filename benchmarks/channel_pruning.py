@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
-from benchmarks import DATA_DIR, _baselines, _cache, _cases, _keys  # noqa: E402
+from benchmarks import DATA_DIR, _cache, _cases, _keys  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "channel_pruning"
@@ -67,29 +67,6 @@ def _define_flags() -> None:
                       "for the accuracy-against-MACs curve of --curve_case.")
     flags.DEFINE_string("curve_case", "lenet5", "The case the curve is drawn for ('' for none).")
     flags.DEFINE_string("docs", None, "Output folder (default: docs/).")
-
-
-def _float_model(name: str, config: dict, case: dict, data: dict, steps: int, x_shape):
-    import numpy as np
-
-    import keras_compress as kc
-    from tflite_export.model import write_atomic
-
-    images, _, float_epochs, *_ = _cases.run_lengths(config, case)
-    model = getattr(kc.models, name)(input_shape=x_shape)
-    cached = _cache.float_cache(config, name, (images, float_epochs), case)
-    if _cache.in_cache(cached, config):
-        with np.load(cached) as saved:
-            model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
-        return model
-    _cases.train_float(model, data, case["float"], float_epochs, steps,
-                       backup_dir=_baselines.backup_dir(cached) if cached else None)
-    if cached:
-        buffer = io.BytesIO()
-        np.savez(buffer, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cached, buffer.getvalue())
-    return model
 
 
 def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape,
@@ -148,7 +125,8 @@ def run_case(name: str, config: dict) -> dict:
     data = _cases.training_data(x, y, case["batch"], case["dataset"] == "cifar10", 0)
     x_shape = tuple(x.shape[1:])
     print(f"== {name}: float baseline", flush=True)
-    teacher = _float_model(name, config, case, data, steps, x_shape)
+    teacher = getattr(kc.models, name)(input_shape=x_shape)
+    _cache.float_baseline(teacher, config, name, data, steps)
     unpruned = tflite_export.convert(teacher, mode="int8", io_dtype="int8",
                                      representative_data=x[:500])
     recipe = RECIPES[name]["full" if config["full"] else "quick"]

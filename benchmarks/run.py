@@ -28,7 +28,6 @@ measured in the run that writes the results.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path
@@ -81,7 +80,6 @@ def run_case(name: str, config: dict) -> dict:
 
     import keras_compress as kc
     import tflite_export
-    from tflite_export.model import write_atomic
 
     case = _cases.CASES[name]
     images, tests, float_epochs, prune_epochs, qat_epochs = _cases.run_lengths(config, case)
@@ -106,24 +104,7 @@ def run_case(name: str, config: dict) -> dict:
 
     print(f"\n== {name}: float baseline, {float_epochs} epochs on {len(x):,} images", flush=True)
     base = getattr(kc.models, name)(input_shape=tuple(x.shape[1:]))
-    cached = _cache.float_cache(config, name, (images, float_epochs), case)
-    if _cache.in_cache(cached, config):
-        print(f"   (trained weights from {cached})", flush=True)
-        with np.load(cached) as saved:
-            base.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
-    else:
-        _cases.train_float(base, data, case["float"], float_epochs, steps,
-                    backup_dir=_baselines.backup_dir(cached) if cached else None)
-        if cached:
-            buffer = io.BytesIO()
-            np.savez(buffer, **{f"w{i}": w for i, w in enumerate(base.get_weights())})
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cached, buffer.getvalue())
-            if config.get("baselines_dir"):
-                finished = _baselines.finish(cached, Path(config["baselines_dir"]))
-                if finished:
-                    print(f"   (the committed backup is replaced by the {finished}: "
-                          "commit it)", flush=True)
+    _cache.float_baseline(base, config, name, data, steps)
     float_weights = base.get_weights()
     float_bytes = 4 * sum(int(np.prod(w.shape)) for w in float_weights)
 
