@@ -99,6 +99,8 @@ class LayerRule:
             or None (the graph decides: concatenation and flattening map
             indices; anything else stops a channel group).
         lowrank: whether `factorize` can split it into two thinner layers.
+        width: the config entry holding its output channel count ("units",
+            "filters"), which `shrink` rewrites when channels are removed.
         no_qat_reason: why QAT refuses it, when `qat` is None for a layer
             with kernels.
     """
@@ -109,6 +111,7 @@ class LayerRule:
     channels: str | None = None
     lowrank: bool = False
     no_qat_reason: str | None = None
+    width: str | None = None
 
 
 def _k(attr: str, input_axis, output_axes) -> tuple[KernelLayout, ...]:
@@ -134,19 +137,24 @@ _JOINS = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 # The first matching class wins: list a subclass before its base (none of the
 # Keras layers below subclasses another).
 _BUILTIN: tuple[LayerRule, ...] = (
-    LayerRule(L.Dense, _k("kernel", 0, (-1,)), "kernel", "source", lowrank=True),
-    LayerRule(L.Conv1D, _k("kernel", -2, (-1,)), "kernel", "source", lowrank=True),
-    LayerRule(L.Conv2D, _k("kernel", -2, (-1,)), "kernel", "source", lowrank=True),
+    LayerRule(L.Dense, _k("kernel", 0, (-1,)), "kernel", "source", lowrank=True, width="units"),
+    LayerRule(L.Conv1D, _k("kernel", -2, (-1,)), "kernel", "source", lowrank=True,
+              width="filters"),
+    LayerRule(L.Conv2D, _k("kernel", -2, (-1,)), "kernel", "source", lowrank=True,
+              width="filters"),
     LayerRule(L.DepthwiseConv1D, _k("kernel", None, (-2, -1)), "kernel", "depthwise"),
     LayerRule(L.DepthwiseConv2D, _k("kernel", None, (-2, -1)), "kernel", "depthwise"),
     # Transposed convolutions store kernels as (*spatial, filters, in_channels).
-    LayerRule(L.Conv1DTranspose, _k("kernel", -1, (-2,)), "kernel", "source"),
-    LayerRule(L.Conv2DTranspose, _k("kernel", -1, (-2,)), "kernel", "source"),
-    LayerRule(L.SeparableConv1D, _k("pointwise_kernel", -2, (-1,)), "separable", "source"),
-    LayerRule(L.SeparableConv2D, _k("pointwise_kernel", -2, (-1,)), "separable", "source"),
-    LayerRule(L.Conv3D, _k("kernel", -2, (-1,)), None, "source", no_qat_reason=_THREE_D),
+    LayerRule(L.Conv1DTranspose, _k("kernel", -1, (-2,)), "kernel", "source", width="filters"),
+    LayerRule(L.Conv2DTranspose, _k("kernel", -1, (-2,)), "kernel", "source", width="filters"),
+    LayerRule(L.SeparableConv1D, _k("pointwise_kernel", -2, (-1,)), "separable", "source",
+              width="filters"),
+    LayerRule(L.SeparableConv2D, _k("pointwise_kernel", -2, (-1,)), "separable", "source",
+              width="filters"),
+    LayerRule(L.Conv3D, _k("kernel", -2, (-1,)), None, "source", no_qat_reason=_THREE_D,
+              width="filters"),
     LayerRule(L.Conv3DTranspose, _k("kernel", -1, (-2,)), None, "source",
-              no_qat_reason=_THREE_D),
+              no_qat_reason=_THREE_D, width="filters"),
     *(LayerRule(cls, qat="same_scale", channels="through") for cls in _SAME_SCALE_THROUGH),
     *(LayerRule(cls, qat="same_scale") for cls in _SAME_SCALE_ONLY),
     *(LayerRule(cls, channels="through") for cls in _THROUGH_ONLY),

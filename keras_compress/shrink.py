@@ -47,10 +47,9 @@ from keras_compress.graph import ChannelGroup, ModelGraph
 __all__ = ["shrink"]
 
 L = keras.layers
-# Source layers shrink by one config entry.
-_WIDTH = (("units", (L.Dense,)),
-          ("filters", (L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv1D, L.SeparableConv2D,
-                       L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)))
+_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
+# Per-channel vectors that lose the removed channels (last axis).
+_PER_CHANNEL = ("bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha")
 
 
 def shrink(model: keras.Model, *, min_channels: int = 1, check: bool = True) -> keras.Model:
@@ -105,7 +104,7 @@ def removable(graph: ModelGraph, group: ChannelGroup) -> list[int]:
 
 def _zero_outputs(layer, channels: int) -> np.ndarray:
     rule = registry.rule_for(layer)
-    if not any(isinstance(layer, classes) for _, classes in _WIDTH) or not rule.kernels:
+    if rule is None or rule.width is None or not rule.kernels:
         return np.zeros(channels, bool)  # a custom source: its config cannot shrink
     layout = rule.kernels[0]
     kernel = np.asarray(getattr(layer, layout.attr).numpy())
@@ -192,9 +191,9 @@ def _narrower(layer, out_width: int):
     """A copy of `layer`'s config with its width (units/filters) set to
     `out_width` when its output channels shrink; built by the rebuild."""
     config = layer.get_config()
-    for key, classes in _WIDTH:
-        if isinstance(layer, classes) and out_width:
-            config[key] = out_width
+    rule = registry.rule_for(layer)
+    if out_width and rule is not None and rule.width:
+        config[rule.width] = out_width
     return layer.__class__.from_config(config)
 
 
@@ -211,33 +210,26 @@ def _keep(n: int, drop: list[int]) -> np.ndarray:
 
 
 def _slice_one(layer, name, value, keep_out, drop_in):
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        mult = layer.depth_multiplier
-        if name == "depthwise_kernel" and drop_in:
-            value = np.take(value, _keep(value.shape[-2], drop_in), axis=-2)
-        if name == "pointwise_kernel":
-            if drop_in:
-                rows = _keep(value.shape[-2] // mult, drop_in)
-                rows = np.array([r * mult + j for r in rows for j in range(mult)], int)
-                value = np.take(value, rows, axis=-2)
-            if keep_out is not None:
-                value = np.take(value, keep_out, axis=-1)
-        if name == "bias" and keep_out is not None:
-            value = value[keep_out]
-        return value
-    transposed = isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose))
-    if name == "kernel" and isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+    """One weight without the removed channels, its axes from the layer's
+    registry rule (`KernelLayout`: input axis, output axis)."""
+    rule = registry.rule_for(layer)
+    layout = next((k for k in (rule.kernels if rule else ()) if k.attr == name), None)
+    if isinstance(layer, _SEPARABLE) and name == "depthwise_kernel":
+        return np.take(value, _keep(value.shape[-2], drop_in), axis=-2) if drop_in else value
+    if layout is not None and layout.input_axis is None:
+        # A depthwise kernel: its channels pass through (axis -2).
         return np.take(value, keep_out, axis=-2) if keep_out is not None else value
-    if name == "kernel":
-        in_axis, out_axis = (-1, -2) if transposed else ((0, -1) if isinstance(layer, L.Dense)
-                                                         else (-2, -1))
+    if layout is not None:
         if drop_in:
-            value = np.take(value, _keep(value.shape[in_axis], drop_in), axis=in_axis)
+            # A separable conv's pointwise kernel reads depth_multiplier rows per channel.
+            mult = layer.depth_multiplier if isinstance(layer, _SEPARABLE) else 1
+            rows = _keep(value.shape[layout.input_axis] // mult, drop_in)
+            rows = np.array([r * mult + j for r in rows for j in range(mult)], int)
+            value = np.take(value, rows, axis=layout.input_axis)
         if keep_out is not None:
-            value = np.take(value, keep_out, axis=out_axis)
+            value = np.take(value, keep_out, axis=layout.output_axes[0])
         return value
-    if keep_out is not None and value.ndim >= 1 and value.shape[-1] >= len(keep_out) and name in (
-            "bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha"):
+    if keep_out is not None and name in _PER_CHANNEL and value.ndim >= 1:
         return np.take(value, keep_out, axis=-1)
     return value
 
