@@ -290,11 +290,15 @@ def main(argv) -> None:
                         if FLAGS.curve_case else {}),
               "latency_rounds": FLAGS.latency_rounds if FLAGS.full else 4}
     began = time.time()
-    results = [run_case(name, config) for name in FLAGS.cases]
-    markdown = render(results, config)
-    print(markdown)
+    fresh = {name: run_case(name, config) for name in FLAGS.cases}
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     key = f"{KEY}_full" if FLAGS.full else KEY
+    # A run of some cases keeps the section's results of the others.
+    earlier = {r["case"]: r for r in _report.load(key, docs).get("results", [])}
+    merged = {**earlier, **fresh}
+    results = [merged[name] for name in RECIPES if name in merged]
+    markdown = render(results, config)
+    print(markdown)
     plot(results, docs / f"{key}.png")
     _report.update(key, markdown, {"config": {k: v for k, v in config.items()
                                               if k not in ("data_dir", "cache_dir",
