@@ -48,7 +48,8 @@ SEMANTICS = 1
 def _define_flags() -> None:
     flags.DEFINE_bool("quick", False, "Short run (the suite's --quick sizes).")
     flags.DEFINE_bool("full", False, "The real run.")
-    flags.DEFINE_list("cases", list(RECIPES), "Cases to run.")
+    flags.DEFINE_list("cases", list(RECIPES), "Cases to run; empty (--cases=) only rewrites "
+                      "the section from the results kept in docs/benchmarks.json.")
     flags.DEFINE_enum("target", "channels", ["channels", "macs"],
                       "What --sparsity counts: each group's channels (uniform, which "
                       "removes about as many parameters as MACs) or the model's MACs "
@@ -222,7 +223,8 @@ def render(results: list[dict], config: dict) -> str:
                   "| model | params | MACs | .tflite bytes | LiteRT ms | TFLite-Micro ms | "
                   "arena bytes | LiteRT acc | TFLite-Micro acc |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for label, row in r["rows"].items():
+        order = ["unpruned int8", "channel-pruned int8", "unstructured-pruned int8"]
+        for label, row in sorted(r["rows"].items(), key=lambda item: order.index(item[0])):
             micro_ms = "" if row["micro_ms"] is None else f"{row['micro_ms']:.3f}"
             micro_acc = "" if row["micro"] is None else f"{100 * row['micro']:.2f} %"
             lines.append(f"| {label} | {row['params']:,} | {row['macs']:,} | {row['bytes']:,} | "
