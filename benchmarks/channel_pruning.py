@@ -39,7 +39,7 @@ KEY = "channel_pruning"
 REPO = Path(__file__).resolve().parents[1]
 # (prune epochs, fine-tune epochs, QAT epochs, learning rate) per mode.
 RECIPES = {"lenet5": {"quick": (1, 0, 1, 5e-4), "full": (4, 2, 2, 5e-4)},
-           "resnet8": {"quick": (1, 0, 1, 2e-4), "full": (4, 2, 2, 5e-4)},
+           "resnet8": {"quick": (1, 0, 1, 2e-4), "full": (8, 6, 2, 5e-4)},
            "ds_cnn": {"quick": (1, 0, 1, 2e-4), "full": (4, 2, 2, 5e-4)}}
 # Version of what the pruned rows' training computes: bump it when that changes.
 SEMANTICS = 1
