@@ -23,7 +23,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
-from keras_compress import datasets, graph, lowrank, models, registry, schedules  # noqa: E402
+from keras_compress import datasets, graph, lowrank, models, registry, schedules, steps  # noqa: E402
 from keras_compress.clustering import ClusterWrapper, cluster  # noqa: E402
 from keras_compress.distillation import DistillationCallback, Distiller  # noqa: E402
 from keras_compress.lowrank import factorize  # noqa: E402
@@ -99,6 +99,7 @@ __all__ = [
     "prune",
     "prune_low_magnitude",
     "schedules",
+    "steps",
     "sparsity",
     "strip",
     "strip_pruning",

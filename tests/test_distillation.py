@@ -157,6 +157,33 @@ def test_hints_train_a_projection_and_run_the_student_once(digits_split):
     assert "hint_projection" not in str([w.path for w in kc.strip(distiller).weights])
 
 
+def test_pruning_and_distillation_read_one_step_counter_across_a_new_compile(digits_split):
+    (x, y), _ = digits_split
+    x, y = x[:320], y[:320]          # 10 steps per epoch
+    teacher, student = _digits_pair(digits_split)
+    pruned = kc.prune(student, schedule=kc.PolynomialDecay(0.0, 0.6, 0, 20, frequency=1))
+    distiller = compile_classifier(kc.Distiller(teacher, pruned))
+
+    def fit():
+        schedule = kc.DistillationCallback(temperature=kc.schedules.Linear(9.0, 1.0, 0, 20))
+        distiller.fit(x, y, batch_size=32, epochs=1, verbose=0,
+                      callbacks=[schedule, kc.PruningCallback()])
+
+    fit()
+    assert kc.steps.read(distiller) == 10
+    halfway = kc.sparsity(distiller.student).overall
+    # A new optimizer starts its iterations at 0; the model's counter does not,
+    # so both schedules carry on from step 10 instead of starting again.
+    compile_classifier(distiller)
+    assert int(distiller.optimizer.iterations.numpy()) == 0
+    fit()
+    assert kc.steps.read(distiller) == 20 and int(distiller.optimizer.iterations.numpy()) == 10
+    assert 0.3 < halfway < 0.6
+    assert kc.sparsity(distiller.student).overall == pytest.approx(0.6, abs=0.01)
+    # The last batch trained at step 19: T = 9 - 8 * 19 / 20.
+    assert float(distiller.temperature.numpy()) == pytest.approx(9.0 - 8.0 * 19 / 20, abs=1e-5)
+
+
 def test_alpha_and_temperature_follow_their_schedules_per_step(digits_split):
     (x, y), _ = digits_split
     teacher, student = _digits_pair(digits_split)

@@ -2,8 +2,9 @@
 
 The schedules are the same objects pruning uses (`kc.schedules.Linear`,
 `Cosine`, `Constant`, ...), evaluated per optimizer step (`unit="step"`) or
-per epoch (`unit="epoch"`). Steps continue from the optimizer's iteration
-count, so a resumed `fit` picks the schedule up where it stopped. The values
+per epoch (`unit="epoch"`). Steps are the model's training steps
+(`keras_compress.steps`, the counter pruning reads too), so a resumed `fit`
+picks the schedule up where it stopped. The values
 are written to the distiller's saved variables before each batch and logged
 at each epoch end (`alpha`, `temperature`).
 
@@ -32,7 +33,7 @@ from typing import Any
 
 import keras
 
-from keras_compress import model_walk
+from keras_compress import model_walk, steps
 from keras_compress.distillation.distiller import Distiller
 from keras_compress.schedules import Schedule
 
@@ -60,7 +61,7 @@ class DistillationCallback(keras.callbacks.Callback):
         if unit not in ("step", "epoch"):
             raise ValueError(f"`unit` must be 'step' or 'epoch'; received {unit!r}.")
         self.alpha, self.temperature, self.unit = alpha, temperature, unit
-        self._step = 0
+        self._clock: steps.StepClock | None = None
         self._distiller: Distiller | None = None
 
     def on_train_begin(self, logs=None):
@@ -72,7 +73,8 @@ class DistillationCallback(keras.callbacks.Callback):
                 "keras_compress.Distiller; build one with kc.Distiller(teacher, student) "
                 "or kc.recipe(student, teacher=...).")
         self._distiller = found[0]
-        self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._clock = steps.StepClock(self.model)
+        self._clock.sync()
 
     def _set(self, position: int) -> None:
         d = self._distiller
@@ -90,16 +92,14 @@ class DistillationCallback(keras.callbacks.Callback):
             d.temperature.assign(value)
 
     def on_epoch_begin(self, epoch, logs=None):
-        # Re-read the step: a BackupAndRestore listed after this callback
-        # restores the optimizer only after on_train_begin has run here.
-        self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._clock.sync()
         if self.unit == "epoch":
             self._set(epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
+        step = self._clock.tick()
         if self.unit == "step":
-            self._set(self._step)
-        self._step += int(getattr(self.model, "steps_per_execution", 1) or 1)
+            self._set(step)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._distiller is not None:

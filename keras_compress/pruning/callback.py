@@ -3,11 +3,12 @@
 When training begins it zeroes the pruned entries again: weights assigned
 since the last step (`set_weights`, an EMA swap) may hold values there, and
 the training forward pass uses the kernel as it is. Before each training step
-it reads the step reached (each `PruningWrapper` counts its training steps in
-its saved `pruning_step` variable), asks the schedule whether masks are due,
-and recomputes them. Because the step lives in the model, a checkpoint taken
-at any point (ModelCheckpoint, BackupAndRestore, `model.save`) resumes at the
-same place, and so does a second `fit` call. At each epoch end it adds
+it reads the model's training step (`keras_compress.steps`: each
+`PruningWrapper` counts it in its saved `pruning_step`), asks the schedule
+whether masks are due, and recomputes them. Because the step lives in the
+model, a checkpoint taken at any point (ModelCheckpoint, BackupAndRestore,
+`model.save`) resumes at the same place, and so does a second `fit` call,
+even after a new `compile`. At each epoch end it adds
 `sparsity` (over all pruned kernels) and `sparsity/<layer>` to the Keras logs,
 and to TensorBoard when `log_dir` is given.
 
@@ -37,7 +38,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_compress import model_walk
+from keras_compress import model_walk, steps
 from keras_compress.pruning import groups as groups_lib
 from keras_compress.pruning import masks as masks_lib
 from keras_compress.pruning.wrapper import PruningWrapper
@@ -59,9 +60,9 @@ def find_pruning_wrappers(model: keras.layers.Layer) -> list[PruningWrapper]:
 class PruningCallback(keras.callbacks.Callback):
     """Runs the pruning schedules of every `PruningWrapper` during `fit`.
 
-    Steps are counted in optimizer steps and continue from the `pruning_step`
-    saved in the model, so `fit` can be called again (or after loading a
-    checkpoint) and the schedule carries on where it stopped.
+    Steps are the model's training steps (`keras_compress.steps`), saved in
+    the model, so `fit` can be called again (or after loading a checkpoint, or
+    a new `compile`) and the schedule carries on where it stopped.
 
     Args:
         log_dir: optional TensorBoard directory for per-layer sparsity scalars.
@@ -85,8 +86,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._wrappers: list[PruningWrapper] = []
         self._writer = None
         self._groups: list[list[PruningWrapper]] = []
-        self._steps: dict[int, int | None] = {}
-        self._advance = 0
+        self._clock: steps.StepClock | None = None
         self._warned = False
         self._last_checked: dict[int, int] = {}
 
@@ -100,8 +100,8 @@ class PruningCallback(keras.callbacks.Callback):
             )
         epochs = [w for w in self._wrappers if w.schedule.in_epochs]
         if epochs:
-            steps = (self.params or {}).get("steps")
-            if not steps:
+            per_epoch = (self.params or {}).get("steps")
+            if not per_epoch:
                 raise ValueError(
                     f"PruningCallback: layer '{epochs[0].layer.name}' prunes on a schedule in "
                     f"epochs ({epochs[0].schedule!r}), but this fit does not know its steps "
@@ -109,7 +109,7 @@ class PruningCallback(keras.callbacks.Callback):
                     "`steps_per_epoch` to `fit`, or give the schedule in steps.")
             for wrapper in epochs:
                 # In steps from here on: a model saved mid-fit resumes on them.
-                wrapper.schedule = wrapper.schedule.resolve(steps)
+                wrapper.schedule = wrapper.schedule.resolve(per_epoch)
         for wrapper in self._wrappers:
             if wrapper.built:
                 # Weights set since the last step (set_weights, a restored
@@ -117,39 +117,27 @@ class PruningCallback(keras.callbacks.Callback):
                 wrapper.apply_masks()
         self._groups = self._global_groups()
         groups_lib.mask_followers(self.model, self._wrappers)
-        self._steps = self._read_steps()
-        self._last_checked = {
-            key: -1 if step is None else step - 1 for key, step in self._steps.items()
-        }
+        self._clock = steps.StepClock(self.model)
+        start = self._clock.sync()
+        self._last_checked = {id(g[0]): start - 1 for g in self._groups}
         if self.log_dir and self._writer is None:
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._steps = self._read_steps()
-        self._advance = 0
+        self._clock.sync()
 
     def on_train_batch_begin(self, batch, logs=None):
-        # Mirror the in-graph step counter instead of reading it: a read would
-        # wait for the previous step. No on_train_batch_end hook either, which
-        # keeps Keras' asynchronous batch-end dispatch on.
-        advance, self._advance = self._advance, int(
-            getattr(self.model, "steps_per_execution", 1) or 1
-        )
-        for key, step in self._steps.items():
-            if step is not None:
-                self._steps[key] = step + advance
+        # No on_train_batch_end hook, which keeps Keras' asynchronous
+        # batch-end dispatch on; the clock needs no read of the device either.
+        step = self._clock.tick()
         for group in self._groups:
             head = group[0]
             if not all(w.built for w in group):
                 # Subclassed models build on the first traced step: their masks
                 # start one step late, at the first batch after building.
-                self._steps[id(head)] = None
                 continue
-            if self._steps[id(head)] is None:
-                self._steps[id(head)] = _step(head)
-            step = self._steps[id(head)]
             last = self._last_checked[id(head)]
             # With steps_per_execution > 1 the callback only sees every k-th
             # step: update if the schedule wanted an update at any step since.
@@ -170,7 +158,7 @@ class PruningCallback(keras.callbacks.Callback):
         if self._writer is not None:
             import tensorflow as tf
 
-            step = max(_step(w) for w in self._wrappers)
+            step = steps.read(self.model)
             with self._writer.as_default(step=step):
                 tf.summary.scalar("sparsity/overall", overall)
                 for name, value in report.items():
@@ -182,15 +170,16 @@ class PruningCallback(keras.callbacks.Callback):
             self._writer.flush()
 
     def on_train_end(self, logs=None):
+        step = steps.read(self.model)
         unfinished = [
             w.layer.name
             for w in self._wrappers
-            if w.schedule.end_step != -1 and not w.schedule.is_finished(_step(w))
+            if w.schedule.end_step != -1 and not w.schedule.is_finished(step)
         ]
         if unfinished and not self._warned:
             self._warned = True
             warnings.warn(
-                f"PruningCallback: training stopped at step {_step(self._wrappers[0])}, before the "
+                f"PruningCallback: training stopped at step {step}, before the "
                 f"pruning schedule ended for {unfinished} (end_step="
                 f"{self._wrappers[0].schedule.end_step}); their final sparsity was "
                 "not reached. Train longer or lower end_step.",
@@ -198,13 +187,6 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     # -------------------------------------------------------------- internals
-    def _read_steps(self) -> dict[int, int | None]:
-        """The authoritative step of each group, read from the model (None
-        while a group is not built yet)."""
-        return {
-            id(g[0]): (_step(g[0]) if all(w.built for w in g) else None) for g in self._groups
-        }
-
     def _global_groups(self) -> list[list[PruningWrapper]]:
         """Layer-ranked wrappers alone; global-ranked ones grouped by schedule
         and structure (they share one ranking)."""
@@ -260,12 +242,6 @@ class PruningCallback(keras.callbacks.Callback):
 
     def get_config(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir, "per_layer_logs": self.per_layer_logs}
-
-
-def _step(wrapper: PruningWrapper) -> int:
-    if not wrapper.built:
-        return 0
-    return int(wrapper.pruning_step.numpy())
 
 
 def _mask_zeros(wrapper: PruningWrapper) -> tuple[int, int]:

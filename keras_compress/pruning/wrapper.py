@@ -16,8 +16,7 @@ masks into a plain copy of the layer.
 
 State (all saved with `model.save("x.keras")`): one non-trainable mask per
 pruned kernel, a bias mask when whole channels are pruned, and `pruning_step`,
-the number of training forward passes so far (incremented inside the training
-step, so it always agrees with the optimizer state in a checkpoint).
+the model's training step counter (`keras_compress.steps`).
 
 Example:
 
@@ -40,7 +39,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_compress import model_walk, registry
+from keras_compress import model_walk, registry, steps
 from keras_compress._wrapper_base import CompressionWrapper, lookup
 from keras_compress.pruning import groups as groups_lib
 from keras_compress.pruning import masks as masks_lib
@@ -228,23 +227,12 @@ class PruningWrapper(CompressionWrapper):
             self.channel_mask = self.add_weight(
                 name="channel_mask", shape=(self.channel_group.channels,), dtype="float32",
                 initializer="ones", trainable=False)
-        # One count per global step: under tf.distribute every replica adds 1
-        # and the first replica's update is the one kept.
-        self.pruning_step = self.add_weight(
-            name="pruning_step",
-            shape=(),
-            dtype="int64",
-            initializer="zeros",
-            trainable=False,
-            aggregation="only_first_replica",
-        )
+        self.pruning_step = steps.add_counter(self, "pruning_step")
 
     # ------------------------------------------------------------------- call
     def substitutions(self, training):
         if training:
-            # Counted in the training step itself, so the step saved in any
-            # checkpoint always matches the optimizer state saved with it.
-            self.pruning_step.assign_add(1)
+            steps.count(self.pruning_step)
         inner = self.inner_substitutions(training)
         mapping = []
         for var, mask in [(v, m) for _, v, m in self._targets] + self._bias_targets:
