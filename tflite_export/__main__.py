@@ -4,6 +4,7 @@
     python -m tflite_export micro --tflite=m.tflite --out_dir=micro/ --name=digits
     python -m tflite_export micro --tflite=m.tflite --out_dir=micro/ --compress
     python -m tflite_export bench --tflite=m.tflite --x=x_test.npy --y=y_test.npy --out_dir=report/
+    python -m tflite_export firmware --tflite=m.tflite --target=cortex-m4 --tflm=tflite-micro/ --out_dir=fw/
 
 `.npy` files are read with `allow_pickle=False`. Errors print one line naming
 the problem and exit with status 1; a wrong command exits with status 2.
@@ -19,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-COMMANDS = ("convert", "micro", "bench")
+COMMANDS = ("convert", "micro", "bench", "firmware")
 
 
 def _define_flags() -> None:
@@ -41,6 +42,15 @@ def _define_flags() -> None:
     flags.DEFINE_string("y", None, "bench: .npy of integer labels.")
     flags.DEFINE_integer("runs", 50, "bench: timed LiteRT runs.")
     flags.DEFINE_integer("threads", 1, "bench: LiteRT threads.")
+    flags.DEFINE_string("target", "cortex-m4", "firmware: board preset (cortex-m4, cortex-m7, "
+                        "cortex-m55).")
+    flags.DEFINE_string("tflm", None, "firmware: TensorFlow Lite Micro sources (folder or "
+                        "archive, with its third-party downloads); default $TFLM_SOURCE.")
+    flags.DEFINE_enum("kernels", "cmsis_nn", ["cmsis_nn", "reference"], "firmware: kernels.")
+    flags.DEFINE_string("inputs", None, "firmware: .npy of inputs to run (samples on axis 0; "
+                        "float data is quantized); default two random samples.")
+    flags.DEFINE_string("toolchain", None, "firmware: bin/ folder of the Arm GNU toolchain "
+                        "(default: PATH).")
 
 
 def _npy(path: str):
@@ -82,6 +92,8 @@ def run(command: str) -> str:
         return (f"{table}wrote {', '.join(str(p) for p in art.files)}; model "
                 f"{art.model_bytes:,} bytes; arena {art.arena_bytes:,} bytes{buffer}; "
                 f"ops {', '.join(art.ops)}")
+    if command == "firmware":
+        return _firmware()
     _require(tflite=FLAGS.tflite, out_dir=FLAGS.out_dir)
     tfl = tflite_export.TFLiteModel.load(FLAGS.tflite)
     keras_model = None
@@ -98,12 +110,29 @@ def run(command: str) -> str:
     return report.to_markdown() + "\n\nwrote " + ", ".join(str(f) for f in files)
 
 
+def _firmware() -> str:
+    import json
+
+    from tflite_export import firmware
+    from tflite_export.model import write_atomic
+
+    _require(tflite=FLAGS.tflite, out_dir=FLAGS.out_dir)
+    result = firmware.firmware(FLAGS.tflite, FLAGS.out_dir, target=FLAGS.target, tflm=FLAGS.tflm,
+                               inputs=_npy(FLAGS.inputs) if FLAGS.inputs else None,
+                               kernels=FLAGS.kernels, toolchain=FLAGS.toolchain)
+    report = firmware.report([result])
+    write_atomic(os.path.join(FLAGS.out_dir, "firmware.md"), report.encode())
+    write_atomic(os.path.join(FLAGS.out_dir, "firmware.json"),
+                 json.dumps([result.row()], indent=2).encode())
+    return f"{report}\nwrote {result.elf}, firmware.md and firmware.json in {FLAGS.out_dir}"
+
+
 def main(argv: list[str]) -> None:
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"give one command: {' | '.join(COMMANDS)}")
     try:
         print(run(argv[1]))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -19,10 +19,11 @@ from tflite_export.firmware.runner import (
     FirmwareResult,
     build_firmware,
     firmware,
+    report,
     run_firmware,
 )
 from tflite_export.firmware.tflm import ToolMissing, find_toolchain
 
 __all__ = ["BOARDS", "Board", "board", "FitError", "Sizes", "Firmware", "FirmwareError",
-           "FirmwareResult", "build_firmware", "firmware", "run_firmware", "ToolMissing",
+           "FirmwareResult", "build_firmware", "firmware", "report", "run_firmware", "ToolMissing",
            "find_toolchain"]

@@ -270,7 +270,15 @@ def write_project(out_dir: Path, ident: str, decompression_bytes: int,
 
 
 class FitError(ValueError):
-    """The firmware does not fit the board's flash or RAM."""
+    """The firmware does not fit the board's flash or RAM.
+
+    Attributes: `region` ("FLASH" or "RAM"), `over_bytes` (by how much),
+    `section` (the output section that did not fit, when the linker names one).
+    """
+
+    def __init__(self, message: str, region: str, over_bytes: int, section: str | None = None):
+        super().__init__(message)
+        self.region, self.over_bytes, self.section = region, over_bytes, section
 
 
 def link(project: Path, library: Library, tools: Toolchain, board: Board) -> Path:
@@ -307,21 +315,22 @@ def link(project: Path, library: Library, tools: Toolchain, board: Board) -> Pat
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         overflow = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", proc.stderr)
-        if "KC_RAM_FULL" in proc.stderr and not overflow:
-            raise FitError(f"the firmware does not fit {board.name} ({board.description}): "
-                           f"its .data, .bss, heap and {board.stack_bytes:,}-byte stack leave "
-                           f"no RAM of {board.ram_bytes:,} bytes for the tensor arena.")
+        sections = dict((region, section) for section, region in re.findall(
+            r"section `([^']+)' will not fit in region `(\w+)'", proc.stderr))
+        where = f"{board.name} ({board.description})"
         if overflow:
-            parts = [f"{region} by {int(n):,} bytes" for region, n in overflow]
-            raise FitError(f"the firmware does not fit {board.name} ({board.description}): "
-                           f"{'; '.join(parts)} over ({_region_hint(overflow, board)}).")
+            region, over = overflow[0][0], int(overflow[0][1])
+            limit = board.flash_bytes if region == "FLASH" else board.ram_bytes
+            section = sections.get(region)
+            named = f"section {section} does not fit: " if section else ""
+            raise FitError(f"the firmware does not fit {where}: {named}{region} overflows by "
+                           f"{over:,} bytes (it holds {limit:,}).", region, over, section)
+        if "KC_RAM_FULL" in proc.stderr:
+            raise FitError(f"the firmware does not fit {where}: its .data, .bss, heap and "
+                           f"{board.stack_bytes:,}-byte stack leave no room for the tensor arena "
+                           f"in {board.ram_bytes:,} bytes of RAM.", "RAM", 0, ".arena")
         raise RuntimeError(f"linking the firmware failed: {proc.stderr.strip()[-2000:]}")
     return elf
-
-
-def _region_hint(overflow, board: Board) -> str:
-    sizes = {"FLASH": board.flash_bytes, "RAM": board.ram_bytes}
-    return ", ".join(f"{r} holds {sizes.get(r, 0):,} bytes" for r, _ in overflow)
 
 
 @dataclasses.dataclass(frozen=True)

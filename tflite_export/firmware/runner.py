@@ -42,7 +42,7 @@ from tflite_export.micro import MicroArtifacts, export_micro, resolver_method, r
 from tflite_export.model import NUMPY_TYPES, TFLiteModel
 
 __all__ = ["Firmware", "FirmwareResult", "FirmwareError", "build_firmware", "run_firmware",
-           "firmware"]
+           "firmware", "report"]
 
 _PLUGIN_SOURCE = Path(__file__).with_name("insn_count.c")
 
@@ -230,11 +230,12 @@ def run_firmware(fw: Firmware, timeout: float = 600.0, toolchain=None,
     missing = re.search(r"Failed to resize buffer\. Requested: (\d+), available (\d+), "
                         r"missing: (\d+)", text)
     if missing and "KC_ERROR allocate" in text:
+        over = int(missing.group(3))
         raise project_lib.FitError(
-            f"the model does not fit {fw.board.name} ({fw.board.description}): its tensor "
-            f"arena needs {int(missing.group(3)):,} bytes more RAM than the "
-            f"{fw.board.ram_bytes:,} bytes leave after .data, .bss, heap and stack "
-            f"({fw.sizes.static_ram:,} bytes).")
+            f"the model does not fit {fw.board.name} ({fw.board.description}): section .arena "
+            f"does not fit: RAM overflows by {over:,} bytes (the tensor arena needs "
+            f"{over:,} bytes more than the {fw.board.ram_bytes:,} bytes of RAM leave after "
+            f".data, .bss, heap and stack).", "RAM", over, ".arena")
     error = [line for line in text.splitlines() if line.startswith("KC_ERROR")]
     if error or "KC_DONE" not in text:
         tail = "\n".join(text.splitlines()[-15:] + proc.stderr.splitlines()[-5:])
@@ -283,3 +284,19 @@ def firmware(tfl, out_dir, target: str | Board = "cortex-m4", tflm=None, inputs=
     fw = build_firmware(tfl, out_dir, target=target, tflm=tflm, inputs=inputs, kernels=kernels,
                         name=name, toolchain=toolchain, progress=progress)
     return run_firmware(fw, timeout=timeout, toolchain=toolchain)
+
+
+def report(results: list[FirmwareResult]) -> str:
+    """A Markdown table, one row per result: fits, flash, RAM, instructions."""
+    lines = ["| target | kernels | fits | flash (B) | RAM (B) | model (B) | arena used (B) "
+             "| instructions / inference | bit-exact |", "|" + "---|" * 9]
+    for r in results:
+        count = "n/a" if r.instructions_per_inference is None else \
+            f"{r.instructions_per_inference:,}"
+        lines.append(f"| {r.target} | {r.kernels} | {'yes' if r.fits else 'no'} | "
+                     f"{r.flash_bytes:,} | {r.ram_bytes:,} | {r.model_bytes:,} | "
+                     f"{r.arena_used_bytes:,} | {count} | {'yes' if r.bit_exact else 'NO'} |")
+    lines.append("")
+    lines.append("Instructions are QEMU guest instructions per `Invoke()` (QEMU models no "
+                 "cycles): a repeatable proxy for latency, not milliseconds.")
+    return "\n".join(lines) + "\n"
