@@ -35,6 +35,18 @@ def _examples():
 def test_docstring_example_runs(code, tmp_path, monkeypatch):
     from keras_compress import registry
 
+    if "firmware.firmware(" in code:
+        # Firmware examples need the Arm toolchain, QEMU and TFLite-Micro's sources.
+        from test_firmware import TFLM, _unavailable
+        from tflite_export import firmware
+
+        try:
+            firmware.find_toolchain()
+        except firmware.ToolMissing as exc:
+            _unavailable(str(exc))
+        if not TFLM.exists():
+            _unavailable(f"TensorFlow Lite Micro sources not found at {TFLM}")
+        monkeypatch.setenv("TFLM_SOURCE", str(TFLM))
     monkeypatch.chdir(tmp_path)  # examples may write files
     # examples may register layers: the registry is left as it was
     monkeypatch.setattr(registry, "_REGISTERED", list(registry._REGISTERED))

@@ -9,6 +9,7 @@ Python interpreter bit for bit. `firmware` does all of it.
 Example:
 
 ```python
+import os
 import keras
 import numpy as np
 import tflite_export
@@ -18,9 +19,9 @@ x = np.random.default_rng(0).random((64, 8, 8, 1), dtype="float32")
 model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
                           keras.layers.Flatten(), keras.layers.Dense(10)])
 tfl = tflite_export.convert(model, mode="int8", representative_data=x)
-result = firmware.firmware(tfl, "fw/", target="cortex-m4", tflm="../shared/tflm/tflite-micro-src.tar.xz",
-                           inputs=x[:4])
-result.bit_exact, result.flash_bytes, result.instructions_per_inference
+tflm = os.environ.get("TFLM_SOURCE", "tflite-micro/")   # TFLite-Micro sources
+result = firmware.firmware(tfl, "fw/", target="cortex-m4", tflm=tflm, inputs=x[:4])
+result.bit_exact, result.flash_bytes, result.instructions_per_inference   # True, ...
 ```
 """
 
@@ -179,7 +180,15 @@ def build_firmware(tfl, out_dir, target: str | Board = "cortex-m4", tflm=None,
                                      compression=micro.decompression_bytes > 0, tools=tools,
                                      progress=progress)
     project_lib.write_project(out, micro.name, micro.decompression_bytes, samples, board)
-    elf = project_lib.link(out, library, tools, board)
+    try:
+        elf = project_lib.link(out, library, tools, board)
+    except project_lib.LinkError:
+        # The kernel selection missed a helper (a file it could not tell the
+        # kernels need): the whole library, then.
+        library = tflm_lib.build_library(root, board.cpu, registered, kernels=kernels,
+                                         compression=micro.decompression_bytes > 0, tools=tools,
+                                         progress=progress, all_kernels=True)
+        elf = project_lib.link(out, library, tools, board)
     return Firmware(elf=elf, board=board, kernels=kernels, model=tfl, micro=micro,
                     sizes=project_lib.sizes(elf, tools, micro.name),
                     samples=tuple(tuple(s) for s in samples),
