@@ -108,6 +108,20 @@ def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape,
     return kc.strip(qat), kc.profile(small)
 
 
+def row_path(name: str, config: dict, structure: str, sparsity: float) -> Path:
+    """Where the pruned int8 row of case `name` is cached: keyed on what its
+    training computes (recipe, target, sparsity, rounding, distillation, the
+    float baseline), with the structure in the file name."""
+    case = _cases.CASES[name]
+    images, _, float_epochs, *_ = _cases.run_lengths(config, case)
+    recipe = RECIPES[name]["full" if config["full"] else "quick"]
+    float_name = _cache.float_cache(config, name, (images, float_epochs), case).name
+    key = json.dumps([name, images, recipe, config["target"], sparsity, config["round_to"],
+                      config["distill"], SEMANTICS, _keys.semantics("ours"), float_name])
+    return Path(config["cache_dir"]) / (
+        f"{name}-{structure}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+
+
 def run_case(name: str, config: dict) -> dict:
     import keras
     import numpy as np
@@ -131,17 +145,11 @@ def run_case(name: str, config: dict) -> dict:
     unpruned = tflite_export.convert(teacher, mode="int8", io_dtype="int8",
                                      representative_data=x[:500])
     recipe = RECIPES[name]["full" if config["full"] else "quick"]
-    float_name = _cache.float_cache(config, name, (images, _cases.run_lengths(config, case)[2]),
-                                    case).name
 
     def trained(structure: str, sparsity: float):
         """(int8 TFLiteModel, {params, macs}) of one pruned row, from the cache
         (keyed on what its training computes) or trained now."""
-        # (The structure is in the file name.)
-        key = json.dumps([name, images, recipe, config["target"], sparsity, config["round_to"],
-                          config["distill"], SEMANTICS, _keys.semantics("ours"), float_name])
-        cached = Path(config["cache_dir"]) / (
-            f"{name}-{structure}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+        cached = row_path(name, config, structure, sparsity)
         if cached.exists():
             print(f"   (trained row from {cached})", flush=True)
             with np.load(cached) as saved:

