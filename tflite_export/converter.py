@@ -44,7 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from tflite_export import _isolated_convert, representative
 from tflite_export.model import TFLiteModel
+from tflite_export.representative import InputSpec
 
 __all__ = ["convert", "ConversionError", "MODES"]
 
@@ -69,64 +71,6 @@ def _layer_of(tensor_name: str, layer_names: Iterable[str]) -> str | None:
     return None
 
 
-def _samples(representative_data: Any, input_shapes: list[tuple], max_samples: int):
-    """Normalize `representative_data` to a list of per-sample input lists
-    (batch of 1), checking shapes against the model inputs."""
-    data = representative_data() if callable(representative_data) else representative_data
-    if hasattr(data, "shape"):  # one array, samples on axis 0
-        data = [data]
-    if (isinstance(data, (list, tuple)) and len(data) == len(input_shapes)
-            and all(hasattr(a, "shape") for a in data)):
-        arrays = [np.asarray(a) for a in data]
-        counts = {len(a) if a.ndim else -1 for a in arrays}
-        if -1 in counts or len(counts) != 1:
-            raise ValueError(
-                "`representative_data` arrays need one leading sample axis of the same "
-                f"length for every input; received shapes {[a.shape for a in arrays]}.")
-        samples = [[a[i] for a in arrays] for i in range(min(counts.pop(), max_samples))]
-    else:  # an iterable of samples, each an array or a list of arrays
-        samples = []
-        for item in data:
-            parts = list(item) if isinstance(item, (list, tuple)) else [item]
-            samples.append([np.asarray(p) for p in parts])
-            if len(samples) >= max_samples:
-                break
-    if not samples:
-        raise ValueError("`representative_data` is empty: give at least one sample.")
-    checked = []
-    for k, sample in enumerate(samples):
-        if len(sample) != len(input_shapes):
-            raise ValueError(
-                f"`representative_data` sample {k} has {len(sample)} arrays, but the model "
-                f"has {len(input_shapes)} inputs."
-            )
-        row = []
-        for j, (value, shape) in enumerate(zip(sample, input_shapes)):
-            if not np.issubdtype(value.dtype, np.number):
-                raise ValueError(
-                    f"`representative_data` sample {k}, input {j}: dtype {value.dtype} is "
-                    "not numeric."
-                )
-            want = tuple(shape[1:])
-            if value.ndim == len(shape) - 1:  # an unbatched sample
-                value = value[None]
-            got = value.shape[1:] if value.ndim == len(shape) else value.shape
-            if value.ndim != len(shape) or any(
-                w is not None and w != g for w, g in zip(want, got)
-            ):
-                raise ValueError(
-                    f"`representative_data` sample {k}, input {j}: a sample of shape "
-                    f"{tuple(got)} does not match the model input shape {want}."
-                )
-            if not np.all(np.isfinite(value)):
-                raise ValueError(
-                    f"`representative_data` sample {k}, input {j} holds NaN or Inf values."
-                )
-            row.append(value[:1].astype(np.float32))
-        checked.append(row)
-    return checked
-
-
 def _is_keras3(model: Any) -> bool:
     try:
         import keras
@@ -137,31 +81,91 @@ def _is_keras3(model: Any) -> bool:
 
 def _saved_model_from_keras(
     model: Any, batch_size: int, folder: str, signature_name: str
-) -> list[tuple]:
+) -> list[InputSpec]:
+    """Export `model` with one endpoint taking its inputs in their own
+    structure (one tensor, a list, or a dict as KerasHub models take)."""
     import keras
     import tensorflow as tf
 
-    specs, shapes = [], []
-    for i, t in enumerate(model.inputs):
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):
+        structure = model.inputs
+    if isinstance(structure, (list, tuple)) and len(structure) == 1:
+        structure = structure[0]
+    paths = keras.tree.flatten_with_path(structure)
+    specs, inputs = [], []
+    for i, (path, t) in enumerate(paths):
         shape = (batch_size, *t.shape[1:])
         if any(d is None for d in shape[1:]):
             raise ValueError(
                 f"Input {i} ('{t.name}') has dynamic dimensions {tuple(t.shape)}; TFLite int8 "
                 "and TFLite-Micro need static shapes. Rebuild the model with a fixed "
-                "keras.Input(shape=...)."
-            )
-        name = t._keras_history[0].name if hasattr(t, "_keras_history") else f"input_{i}"
+                "keras.Input(shape=...).")
+        if path and isinstance(path[-1], str):   # a dict input: its key
+            name = path[-1]
+        else:
+            name = t._keras_history[0].name if hasattr(t, "_keras_history") else f"input_{i}"
         specs.append(tf.TensorSpec(shape, tf.as_dtype(t.dtype), name=name))
-        shapes.append(shape)
+        inputs.append(InputSpec(name, shape, tf.as_dtype(t.dtype).as_numpy_dtype.__name__))
+
+    def endpoint(*args):
+        return model(keras.tree.pack_sequence_as(structure, list(args)), training=False)
+
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        signature_name,
-        lambda *args: model(list(args) if len(args) > 1 else args[0], training=False),
-        input_signature=specs,
-    )
+    archive.add_endpoint(signature_name, endpoint, input_signature=specs)
     archive.write_out(folder, verbose=False)
-    return shapes
+    return inputs
+
+
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
+              "ConvLSTM3D")
+
+
+def _crash_suspects(model: Any) -> list[str]:
+    """The layers whose full-integer calibration can crash the converter."""
+    return [f"'{layer.name}' ({type(layer).__name__})" for layer in _all_layers(model)
+            if type(layer).__name__ in _RECURRENT]
+
+
+def configure(converter, mode: str, io_dtype: str, dense_per_tensor: bool,
+              samples: list[list[np.ndarray]] | None, allow_float_ops: bool,
+              names: list[str] | None = None) -> None:
+    """Set a `TFLiteConverter` up for `mode` (also used by the isolated child).
+    `names`: the signature's input names, in `samples` order (SavedModel
+    conversions), so that several inputs are fed by name."""
+    import tensorflow as tf
+
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode in ("int8", "int16x8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # Dense kernels trained on a per-tensor grid (quantize(...,
+        # per_tensor_dense=True)) stay per tensor: exact, and smaller.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = (
+            dense_per_tensor)
+        if samples is not None:
+            feed = samples
+            if names is not None and len(names) > 1:
+                # By signature input name: the converter's own input order is
+                # not the model's (it sorts them).
+                feed = [dict(zip(names, row)) for row in samples]
+            converter.representative_dataset = lambda: iter(feed)
+        ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
+               tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
+        if samples is not None or mode == "int16x8":
+            converter.target_spec.supported_ops = (
+                [ops, tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float_ops else [ops])
+        # else: a QAT model carries its ranges; asking for INT8 builtins would
+        # make the converter demand calibration data. The float-op check
+        # in `convert` still guarantees an integer-only result.
+        if io_dtype != "float32":
+            converter.inference_input_type = tf.as_dtype(io_dtype)
+            converter.inference_output_type = tf.as_dtype(io_dtype)
 
 
 def convert(
@@ -174,6 +178,7 @@ def convert(
     max_samples: int = 200,
     allow_float_ops: bool = False,
     signature_name: str = "serving_default",
+    isolate: bool | None = None,
 ) -> TFLiteModel:
     """Convert `model` to TFLite.
 
@@ -182,8 +187,10 @@ def convert(
             or a tf_keras model (e.g. from TFMOT, converted in its own process).
         mode: one of `MODES`.
         representative_data: calibration inputs for `int8`/`int16x8`: an array
-            (samples on axis 0), a list of arrays (one per input), an iterable
-            of samples, or a callable returning one of those.
+            (samples on axis 0), a list of arrays (one per input), a dict of
+            arrays by input name, an iterable of samples, or a callable
+            returning one of those; each input keeps its dtype (token ids
+            stay integers).
         io_dtype: input/output type; `int8` mode: "int8" (default), "uint8" or
             "float32"; `int16x8`: "int16" (default) or "float32"; others float32.
         batch_size: the static batch size of the exported signature.
@@ -192,6 +199,9 @@ def convert(
             quantize in float instead of raising `ConversionError`.
         signature_name: the name of the model's signature (Keras 3 models),
             what Android's `Interpreter.runSignature` selects.
+        isolate: convert in a child process, so that a converter crash cannot
+            end this one (None: for integer modes of models with recurrent
+            layers, whose calibration is known to crash it).
 
     Raises:
         ValueError: a bad argument or representative data (named in the message).
@@ -220,6 +230,8 @@ def convert(
 
     layer_names: list[str] = []
     dense_per_tensor = False
+    suspects: list[str] = []
+    saved_model = None
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(model, (str, os.PathLike)):
             path = Path(model)
@@ -236,10 +248,13 @@ def convert(
                 except Exception as exc:  # noqa: BLE001 - re-raised naming the file
                     raise ValueError(_load_failure(path, exc)) from None
             elif path.is_dir() and (path / "saved_model.pb").is_file():
-                converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
-                loaded = tf.saved_model.load(str(path))
-                fn = loaded.signatures[list(loaded.signatures)[0]]
-                input_shapes = [tuple(s.shape) for s in fn.structured_input_signature[1].values()]
+                saved_model = str(path)
+                loaded = tf.saved_model.load(saved_model)
+                signature_name = list(loaded.signatures)[0]
+                fn = loaded.signatures[signature_name]
+                inputs = [InputSpec(k, tuple(v.shape), v.dtype.as_numpy_dtype.__name__)
+                          for k, v in fn.structured_input_signature[1].items()]
+                converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
             elif path.suffix == ".tflite":
                 raise ValueError(f"{path} is already a TFLite model; load it with "
                                  "TFLiteModel.load(path).")
@@ -251,48 +266,42 @@ def convert(
             _check_finite_weights(model)
             if _is_keras3(model):
                 layer_names = [layer.name for layer in _all_layers(model)]
+                suspects = _crash_suspects(model)
                 dense_per_tensor = _dense_kernels_per_tensor(model)
-                input_shapes = _saved_model_from_keras(model, batch_size, tmp, signature_name)
+                saved_model = os.path.join(tmp, "saved_model")
+                inputs = _saved_model_from_keras(model, batch_size, saved_model, signature_name)
                 # Only our endpoint: Keras also writes a serving_default alias, which
                 # would become a second, duplicate subgraph.
                 converter = tf.lite.TFLiteConverter.from_saved_model(
-                    tmp, signature_keys=[signature_name])
+                    saved_model, signature_keys=[signature_name])
             elif type(model).__module__.startswith("tf_keras"):
                 layer_names = [layer.name for layer in model.submodules if hasattr(layer, "name")]
-                input_shapes = [(batch_size, *tuple(t.shape)[1:]) for t in model.inputs]
+                inputs = [InputSpec(t.name, (batch_size, *tuple(t.shape)[1:]),
+                                    tf.as_dtype(t.dtype).as_numpy_dtype.__name__)
+                          for t in model.inputs]
                 converter = tf.lite.TFLiteConverter.from_keras_model(model)
             else:
                 raise ValueError(
                     "`model` must be a Keras model, a .keras file or a SavedModel folder; "
                     f"received {type(model).__name__}.")
 
-        if mode == "float16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif mode == "dynamic":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif mode in ("int8", "int16x8"):
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            # Dense kernels trained on a per-tensor grid (quantize(...,
-            # per_tensor_dense=True)) stay per tensor: exact, and smaller.
-            converter._experimental_disable_per_channel_quantization_for_dense_layers = (
-                dense_per_tensor)
-            if representative_data is not None:
-                samples = _samples(representative_data, input_shapes, max_samples)
-                converter.representative_dataset = lambda: iter(samples)
-            ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
-                   tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
-            if representative_data is not None or mode == "int16x8":
-                converter.target_spec.supported_ops = (
-                    [ops, tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float_ops else [ops])
-            # else: a QAT model carries its ranges; asking for INT8 builtins would
-            # make the converter demand calibration data. The float-op check
-            # below still guarantees an integer-only result.
-            if io_dtype != "float32":
-                converter.inference_input_type = tf.as_dtype(io_dtype)
-                converter.inference_output_type = tf.as_dtype(io_dtype)
+        samples = None
+        if mode in ("int8", "int16x8") and representative_data is not None:
+            samples = representative.samples(representative_data, inputs, max_samples)
+        names = [spec.name for spec in inputs] if saved_model is not None else None
+        configure(converter, mode, io_dtype, dense_per_tensor, samples, allow_float_ops, names)
+        if isolate is None:
+            isolate = bool(suspects) and mode in ("int8", "int16x8")
         try:
-            content = converter.convert()
+            if isolate and saved_model is not None:
+                content = _isolated_convert.convert_in_child(
+                    saved_model, signature_name,
+                    {"mode": mode, "io_dtype": io_dtype, "dense_per_tensor": dense_per_tensor,
+                     "allow_float_ops": allow_float_ops, "names": names}, samples, suspects)
+            else:
+                content = converter.convert()
+        except ConversionError:
+            raise
         except Exception as exc:  # noqa: BLE001 - re-raised with guidance
             raise _explain(exc, mode, representative_data, layer_names) from exc
 

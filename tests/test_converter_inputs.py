@@ -1,0 +1,93 @@
+"""`convert` with integer (token) inputs, dict inputs as KerasHub models take
+them, and conversions that crash the converter (run in a child process)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+import tflite_export
+from conftest import compile_classifier
+from tflite_export.representative import InputSpec, samples
+
+L = keras.layers
+
+
+def _tokens(images: np.ndarray) -> np.ndarray:
+    """Token ids built from real images (no text corpus is offline here): each
+    8x8 digit becomes 16 tokens, one per 2x2 patch, its mean intensity in 32 levels."""
+    patches = images[..., 0].reshape(len(images), 4, 2, 4, 2).mean(axis=(2, 4))
+    return np.clip((patches * 32).astype("int32"), 0, 31).reshape(len(images), 16)
+
+
+@pytest.fixture(scope="module")
+def token_model(digits_split):
+    """A KerasHub-style token classifier: dict inputs {"token_ids", "segment_ids"},
+    int32 ids, token + position-like segment embeddings."""
+    (x, y), (xt, yt) = digits_split
+    keras.utils.set_random_seed(4)
+    ids = keras.Input((16,), dtype="int32", name="token_ids")
+    segments = keras.Input((16,), dtype="int32", name="segment_ids")
+    h = L.Embedding(32, 24, name="token_embedding")(ids) + L.Embedding(
+        4, 24, name="segment_embedding")(segments)
+    h = L.Dense(32, activation="relu")(L.Flatten()(h))
+    model = compile_classifier(keras.Model({"token_ids": ids, "segment_ids": segments},
+                                           L.Dense(10)(h)))
+
+    def inputs(images):
+        tokens = _tokens(images)
+        return {"token_ids": tokens,
+                "segment_ids": np.tile(np.repeat(np.arange(4, dtype="int32"), 4), (len(tokens), 1))}
+
+    model.fit(inputs(x), y, epochs=12, batch_size=32, verbose=0)
+    return model, inputs(x), inputs(xt), yt
+
+
+def _litert_predict(tfl, data: dict) -> np.ndarray:
+    runner = Interpreter(model_content=tfl.content).get_signature_runner()
+    out = []
+    for i in range(len(next(iter(data.values())))):
+        result = runner(**{k: v[i:i + 1] for k, v in data.items()})
+        out.append(next(iter(result.values())))
+    return np.concatenate(out)
+
+
+def test_token_model_with_dict_inputs_converts_fully_int8(token_model):
+    model, train, test, yt = token_model
+    float_acc = np.mean(model.predict(test, verbose=0).argmax(-1) == yt)
+    assert float_acc > 0.8
+    tfl = tflite_export.convert(model, mode="int8", representative_data=train)
+    assert tfl.is_fully_integer and "GATHER" in tfl.ops
+    assert {t.dtype for t in tfl.inputs} == {"INT32"}          # ids stay integers
+    int8_acc = np.mean(_litert_predict(tfl, test).argmax(-1) == yt)
+    assert int8_acc >= float_acc - 0.02, (int8_acc, float_acc)
+    # The same calibration given as an iterable of dict samples.
+    rows = ({k: v[i] for k, v in train.items()} for i in range(100))
+    again = tflite_export.convert(model, mode="int8", representative_data=rows)
+    assert again.is_fully_integer
+
+
+def test_representative_data_keeps_dtypes_and_names_wrong_keys():
+    specs = [InputSpec("token_ids", (1, 4), "int32"), InputSpec("mask", (1, 4), "bool")]
+    rows = samples({"token_ids": np.arange(8).reshape(2, 4), "mask": np.ones((2, 4), bool)},
+                   specs, max_samples=5)
+    assert len(rows) == 2 and rows[1][0].dtype == np.int32 and rows[1][1].dtype == np.bool_
+    np.testing.assert_array_equal(rows[1][0], [[4, 5, 6, 7]])
+    with pytest.raises(ValueError, match=r"missing \['mask'\]"):
+        samples({"token_ids": np.zeros((2, 4))}, specs, 5)
+    with pytest.raises(ValueError, match="takes int32 values .* fractions"):
+        samples([np.full((2, 4), 0.5), np.ones((2, 4), bool)], specs, 5)
+
+
+def test_a_converter_crash_does_not_take_the_caller_down(digits_split):
+    """Full-int8 calibration of a Keras 3 LSTM segfaults the TFLite converter;
+    it runs in a child process and becomes an error naming the layer."""
+    (x, y), _ = digits_split
+    model = keras.Sequential([keras.Input((8, 8)), L.LSTM(8, name="rows_lstm"), L.Dense(10)])
+    with pytest.raises(tflite_export.ConversionError,
+                       match=r"crashed \(SIG\w+\).*unaffected.*'rows_lstm' \(LSTM\)"):
+        tflite_export.convert(model, mode="int8", representative_data=x[:20, ..., 0])
+    # This process carries on, converting the same model another way.
+    assert tflite_export.convert(model, mode="dynamic").size > 0
