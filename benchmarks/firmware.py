@@ -215,7 +215,7 @@ def plot(results: list[dict], path: Path) -> None:
             ax.bar([i + 0.27 * (offset - 1) for i in range(len(artifacts))],
                    [v / 1e6 for v in values], width=0.27,
                    label=f"{target.replace('cortex-', '').upper()} {kernels}")
-        ax.set_xticks(range(len(artifacts)), artifacts, rotation=20, fontsize=7)
+        ax.set_xticks(range(len(artifacts)), artifacts, rotation=30, ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_title(result["case"])
         ax.set_ylabel("million instructions / inference")
