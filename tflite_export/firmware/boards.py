@@ -37,6 +37,9 @@ class Board:
         ram_origin, ram_bytes: where data, the tensor arena and the stack go.
         vectors_origin: address of the vector table the CPU reads at reset
             (inside flash unless the board boots from elsewhere).
+        spare_origin, spare_bytes: emulated memory outside the part's flash
+            and RAM, where the run's test inputs are kept, so that they count
+            in neither.
         stack_bytes: stack reserved by the linker script.
     """
 
@@ -49,6 +52,8 @@ class Board:
     ram_origin: int
     ram_bytes: int
     vectors_origin: int = 0
+    spare_origin: int = 0
+    spare_bytes: int = 0
     stack_bytes: int = 16 * 1024
 
     def with_memory(self, flash_kb: int | None = None, ram_kb: int | None = None) -> "Board":
@@ -58,7 +63,14 @@ class Board:
             changes["flash_bytes"] = int(flash_kb) * 1024
         if ram_kb is not None:
             changes["ram_bytes"] = int(ram_kb) * 1024
-        return dataclasses.replace(self, name=f"{self.name}-custom", **changes)
+        custom = dataclasses.replace(self, name=f"{self.name}-custom", **changes)
+        for region, origin, size in (("flash", custom.flash_origin, custom.flash_bytes),
+                                     ("RAM", custom.ram_origin, custom.ram_bytes)):
+            if origin < custom.spare_origin + custom.spare_bytes and \
+                    custom.spare_origin < origin + size:
+                raise ValueError(f"{self.name}: {size // 1024} KB of {region} reach past what "
+                                 f"the emulated {self.machine} board holds there.")
+        return custom
 
     @property
     def separate_vectors(self) -> bool:
@@ -73,15 +85,18 @@ BOARDS: dict[str, Board] = {
         Board("cortex-m4", "Cortex-M4, 1 MB flash / 256 KB RAM (an STM32F4-class part), "
               "run on Arm's MPS2 AN386 board", cpu="cortex-m4", machine="mps2-an386",
               flash_origin=0x00000000, flash_bytes=1 * _MB,
-              ram_origin=0x20000000, ram_bytes=256 * _KB),
+              ram_origin=0x20000000, ram_bytes=256 * _KB,
+              spare_origin=0x21000000, spare_bytes=16 * _MB),
         Board("cortex-m7", "Cortex-M7, 2 MB flash / 1 MB RAM (an STM32H7-class part), "
               "run on Arm's MPS2 AN500 board", cpu="cortex-m7", machine="mps2-an500",
               flash_origin=0x00000000, flash_bytes=2 * _MB,
-              ram_origin=0x20000000, ram_bytes=1 * _MB),
+              ram_origin=0x20000000, ram_bytes=1 * _MB,
+              spare_origin=0x60000000, spare_bytes=16 * _MB),
         Board("cortex-m55", "Cortex-M55 with Helium (MVE) and FPU, 2 MB flash / 1 MB RAM, "
               "run on Arm's MPS3 AN547 (Corstone-300) board", cpu="cortex-m55",
               machine="mps3-an547", flash_origin=0x01000000, flash_bytes=2 * _MB,
-              ram_origin=0x21000000, ram_bytes=1 * _MB, vectors_origin=0x00000000),
+              ram_origin=0x21000000, ram_bytes=1 * _MB, vectors_origin=0x00000000,
+              spare_origin=0x21200000, spare_bytes=2 * _MB),
     )
 }
 
