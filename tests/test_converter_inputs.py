@@ -91,3 +91,24 @@ def test_a_converter_crash_does_not_take_the_caller_down(digits_split):
         tflite_export.convert(model, mode="int8", representative_data=x[:20, ..., 0])
     # This process carries on, converting the same model another way.
     assert tflite_export.convert(model, mode="dynamic").size > 0
+
+
+def test_token_model_runs_in_tflite_micro_once_the_index_guard_is_dropped(token_model):
+    from tflite_export import micro
+
+    model, train, test, yt = token_model
+    tfl = tflite_export.convert(model, mode="int8", representative_data=train)
+    assert "SELECT" in tfl.ops or "SELECT_V2" in tfl.ops
+    with pytest.raises(ValueError, match=r"drop_index_guards"):
+        tflite_export.export_micro(tfl, "unused")
+    lean = tflite_export.drop_index_guards(tfl)
+    assert not {"LESS", "SELECT", "SELECT_V2"} & set(lean.ops) and "GATHER" in lean.ops
+    assert lean.is_fully_integer and lean.size < tfl.size
+    arena = tflite_export.find_arena_size(lean)
+    order = [t.name.split("serving_default_")[-1].split(":")[0] for t in lean.inputs]
+    litert = _litert_predict(tfl, test)
+    device = np.concatenate([micro.run_micro(lean, [test[k][i:i + 1] for k in order], arena)[0]
+                             for i in range(len(yt))])
+    # Same int8 logits up to one step; the argmax almost everywhere.
+    assert np.abs(device.astype(int) - litert.astype(int)).max() <= 1
+    assert np.mean(device.argmax(-1) == litert.argmax(-1)) >= 0.99

@@ -26,6 +26,7 @@ from tflite_export.benchmark import (BenchmarkResult, Latency, Report, benchmark
                                      compare_latency)
 from tflite_export.compression import CompressedTensor, LutCompression, compress_lut
 from tflite_export.converter import MODES, ConversionError, convert
+from tflite_export.index_guards import drop_index_guards
 from tflite_export.metadata import embed_metadata, read_metadata
 from tflite_export.micro import (MicroArtifacts, decompression_bytes, export_micro,
                                  find_arena_size)
@@ -54,6 +55,7 @@ __all__ = [
     "compress_micro",
     "convert",
     "decompression_bytes",
+    "drop_index_guards",
     "embed_metadata",
     "export_android",
     "export_micro",

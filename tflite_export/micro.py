@@ -250,9 +250,13 @@ def _micro_failure(tfl: TFLiteModel, text: str, exc: Exception) -> str:
     if missing:
         where = [f"{op} at tensor '{outs[0].name.split(';')[0]}'" for op in missing
                  for name, _, outs in [next(o for o in tfl.operators if o[0] == op)] if outs]
+        guard = ("SELECT" in missing or "SELECT_V2" in missing) and "GATHER" in tfl.ops
+        hint = (" The SELECT guards an embedding lookup against negative ids: "
+                "tflite_export.drop_index_guards(tfl) removes it (token ids are >= 0)."
+                if guard else "")
         return (f"TFLite-Micro has no kernel for op(s) {', '.join(missing)} used by this "
                 f"model ({'; '.join(where)}); replace the layer that produces them (e.g. "
-                "GELU -> ReLU) or keep this model for LiteRT only.")
+                f"GELU -> ReLU) or keep this model for LiteRT only.{hint}")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     node = next((i for i, line in enumerate(lines)
                  if re.match(r"Node \w+ \(number \d+\) failed", line)), None)

@@ -245,10 +245,11 @@ class TFLiteModel:
             raise ValueError(f"{path}: {exc}") from None
 
     def quantize_input(self, x: np.ndarray, index: int = 0) -> np.ndarray:
-        """Float data -> the input's integer type with its scale/zero point."""
+        """Float data -> the input's integer type with its scale/zero point; an
+        input without quantization (float, or integer ids) gets its own type."""
         info = self.inputs[index]
         if not info.scale:
-            return np.asarray(x, dtype=np.float32)
+            return np.asarray(x, dtype=NUMPY_TYPES.get(info.dtype, np.float32))
         dtype = NUMPY_TYPES[info.dtype]
         q = np.round(np.asarray(x, np.float32) / info.scale[0] + info.zero_point[0])
         return np.clip(q, np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
