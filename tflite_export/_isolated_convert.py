@@ -25,8 +25,9 @@ __all__ = ["convert_in_child"]
 
 def convert_in_child(saved_model: str, signature_key: str, settings: dict,
                      samples: list[list[np.ndarray]] | None, suspects: list[str],
-                     timeout: float = 3600.0) -> bytes:
-    """Convert the SavedModel in `saved_model` in a child process.
+                     work_dir: str, timeout: float = 3600.0) -> bytes:
+    """Convert the SavedModel in `saved_model` in a child process, exchanging
+    files through `work_dir` (a scratch folder of the caller's).
 
     Raises:
         ConversionError: the child crashed (naming `suspects`, the layers
@@ -34,7 +35,7 @@ def convert_in_child(saved_model: str, signature_key: str, settings: dict,
     """
     from tflite_export.converter import ConversionError
 
-    work = Path(saved_model).parent / "isolated"
+    work = Path(work_dir) / "isolated"
     work.mkdir(exist_ok=True)
     (work / "settings.json").write_text(json.dumps({**settings, "saved_model": saved_model,
                                                     "signature_key": signature_key}))

@@ -297,7 +297,8 @@ def convert(
                 content = _isolated_convert.convert_in_child(
                     saved_model, signature_name,
                     {"mode": mode, "io_dtype": io_dtype, "dense_per_tensor": dense_per_tensor,
-                     "allow_float_ops": allow_float_ops, "names": names}, samples, suspects)
+                     "allow_float_ops": allow_float_ops, "names": names}, samples, suspects,
+                    tmp)
             else:
                 content = converter.convert()
         except ConversionError:

@@ -28,6 +28,7 @@ result.bit_exact, result.flash_bytes, result.instructions_per_inference   # True
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import subprocess
@@ -197,8 +198,6 @@ def build_firmware(tfl, out_dir, target: str | Board = "cortex-m4", tflm=None,
 
 def _plugin(tools: tflm_lib.Toolchain) -> Path:
     """The instruction-counting QEMU plugin, built once per source version."""
-    import hashlib
-
     source = _PLUGIN_SOURCE.read_bytes()
     target = tflm_lib.cache_dir() / f"insn_count-{hashlib.sha256(source).hexdigest()[:12]}.so"
     if not target.exists():

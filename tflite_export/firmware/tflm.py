@@ -252,16 +252,14 @@ _CMSIS_CALL = re.compile(r"\b(arm_\w+)\s*\(")
 _TEST_ONLY = ("test_helper", "mock_micro_graph", "fake_micro_context", "kernel_runner")
 
 
-def _kernel_sources(root: Path, kernel_sources: list[str], needed: set[str]) -> list[str]:
-    """The kernel files defining a needed `Register_<X>`, plus the helpers they
-    include (`foo.h` -> foo.cc, foo_common.cc), transitively."""
-    texts = {rel: (root / rel).read_text(errors="replace") for rel in kernel_sources
-             if rel.endswith((".cc", ".c"))}
+def _kernel_sources(texts: dict[str, str], needed: set[str]) -> list[str]:
+    """The kernel files (`texts`: path -> source) defining a needed
+    `Register_<X>`, plus the helpers they include (`foo.h` -> foo.cc,
+    foo_common.cc), transitively."""
     by_stem: dict[str, list[str]] = {}
     for rel, text in texts.items():
         if not _DEFINES.search(text):
-            stem = Path(rel).stem
-            by_stem.setdefault(stem.removesuffix("_common"), []).append(rel)
+            by_stem.setdefault(Path(rel).stem.removesuffix("_common"), []).append(rel)
     kept = [rel for rel, text in texts.items() if set(_DEFINES.findall(text)) & needed]
     seen = set(kept)
     queue = list(kept)
@@ -270,9 +268,8 @@ def _kernel_sources(root: Path, kernel_sources: list[str], needed: set[str]) -> 
             for rel in by_stem.get(header, []):
                 if rel not in seen:
                     seen.add(rel)
-                    kept.append(rel)
                     queue.append(rel)
-    return [rel for rel in kernel_sources if rel in seen]
+    return [rel for rel in texts if rel in seen]
 
 
 _C_DEFINES = re.compile(r"\b(arm_\w+)\s*\([^;{}]*\)\s*\{")
@@ -298,11 +295,9 @@ def _cmsis_sources(root: Path, third_party: list[str], users: list[str]) -> list
     return [rel for rel in third_party if rel in seen]
 
 
-def missing_kernels(root: Path, kernel_sources: list[str], needed: set[str]) -> set[str]:
-    defined: set[str] = set()
-    for rel in kernel_sources:
-        if rel.endswith((".cc", ".c")):
-            defined.update(_DEFINES.findall((root / rel).read_text(errors="replace")))
+def missing_kernels(texts: dict[str, str], needed: set[str]) -> set[str]:
+    """The needed `Register_<X>` no kernel file defines."""
+    defined = {name for text in texts.values() for name in _DEFINES.findall(text)}
     return needed - defined
 
 
@@ -350,7 +345,9 @@ def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
     tools = tools or find_toolchain(need_qemu=False)
     root = tflm_root(source)
     config = _query(root, cpu, kernels, compression, tools)
-    absent = missing_kernels(root, config.kernel_sources, registered)
+    texts = {rel: (root / rel).read_text(errors="replace") for rel in config.kernel_sources
+             if rel.endswith((".cc", ".c"))}
+    absent = missing_kernels(texts, registered)
     if absent:
         raise ValueError(f"TFLite-Micro ({kernels} kernels, {cpu}) has no kernel for "
                          f"{', '.join(sorted(absent))}; the model cannot run on this target.")
@@ -358,7 +355,7 @@ def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
         kernel_srcs, third_party = config.kernel_sources, config.third_party
         core = list(config.sources)
     else:
-        kernel_srcs = _kernel_sources(root, config.kernel_sources, registered)
+        kernel_srcs = _kernel_sources(texts, registered)
         third_party = _cmsis_sources(root, config.third_party, kernel_srcs)
         core = [s for s in config.sources if not any(t in s for t in _TEST_ONLY)]
     # The signal library (audio front-end ops) only when the model uses one.
