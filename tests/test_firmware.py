@@ -148,6 +148,8 @@ def test_missing_toolchain_names_the_package(tmp_path, monkeypatch):
         firmware.board("cortex-m99")
     with pytest.raises(ValueError, match="cortex-m0plus.*qemu-system-arm"):
         firmware.board("cortex-m0plus")
+    with pytest.raises(ValueError, match="`kernels` must be 'cmsis_nn' or 'reference'"):
+        firmware.build_firmware(b"", tmp_path, kernels="fast")
 
 
 def test_cli_builds_and_runs_firmware(zoo, tflm, tmp_path):

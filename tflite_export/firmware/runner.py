@@ -131,6 +131,9 @@ def _samples(tfl: TFLiteModel, inputs) -> list[list[np.ndarray]]:
             x = tfl.quantize_input(x, index)
         converted.append(x.astype(want))
         count = len(x) if count is None else min(count, len(x))
+    if not count:
+        raise ValueError("`inputs` holds no sample (samples on axis 0); give at least one, or "
+                         "None for two random ones.")
     return [[a[i:i + 1] for a in converted] for i in range(count)]
 
 
@@ -164,6 +167,8 @@ def build_firmware(tfl, out_dir, target: str | Board = "cortex-m4", tflm=None,
         FitError: the firmware exceeds the board's flash or RAM (by how much).
         ValueError: an op has no TFLite-Micro kernel for the target.
     """
+    if kernels not in ("cmsis_nn", "reference"):
+        raise ValueError(f"`kernels` must be 'cmsis_nn' or 'reference'; received {kernels!r}.")
     tfl = _load(tfl)
     board = board_of(target)
     tools = tflm_lib.find_toolchain(toolchain, need_qemu=False)
