@@ -94,8 +94,6 @@ def test_a_converter_crash_does_not_take_the_caller_down(digits_split):
 
 
 def test_token_model_runs_in_tflite_micro_once_the_index_guard_is_dropped(token_model):
-    from tflite_export import micro
-
     model, train, test, yt = token_model
     tfl = tflite_export.convert(model, mode="int8", representative_data=train)
     assert "SELECT" in tfl.ops or "SELECT_V2" in tfl.ops
@@ -104,11 +102,13 @@ def test_token_model_runs_in_tflite_micro_once_the_index_guard_is_dropped(token_
     lean = tflite_export.drop_index_guards(tfl)
     assert not {"LESS", "SELECT", "SELECT_V2"} & set(lean.ops) and "GATHER" in lean.ops
     assert lean.is_fully_integer and lean.size < tfl.size
-    arena = tflite_export.find_arena_size(lean)
-    order = [t.name.split("serving_default_")[-1].split(":")[0] for t in lean.inputs]
-    litert = _litert_predict(tfl, test)
-    device = np.concatenate([micro.run_micro(lean, [test[k][i:i + 1] for k in order], arena)[0]
-                             for i in range(len(yt))])
+    litert = tfl.dequantize_output(_litert_predict(tfl, test))
+    # `predict` takes the dict too, on either runtime.
+    np.testing.assert_array_equal(tflite_export.predict(tfl, test, "litert"), litert)
+    device = tflite_export.predict(lean, test, "micro")
     # Same int8 logits up to one step; the argmax almost everywhere.
-    assert np.abs(device.astype(int) - litert.astype(int)).max() <= 1
+    step = tfl.outputs[0].scale[0]
+    assert np.abs(device - litert).max() <= step * 1.001
     assert np.mean(device.argmax(-1) == litert.argmax(-1)) >= 0.99
+    with pytest.raises(ValueError, match="none \\(or several\\) match model input"):
+        tflite_export.predict(tfl, {"ids": test["token_ids"], "segment_ids": test["segment_ids"]})

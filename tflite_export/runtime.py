@@ -42,7 +42,9 @@ def predict(
 
     Args:
         tfl: the converted model.
-        x: float samples, batch on axis 0, each shaped like the model input.
+        x: samples, batch on axis 0, each shaped like the model input (float
+            data is quantized; integer ids pass as they are); for several
+            inputs a list of arrays or a dict by input name.
         runtime: "litert" (LiteRT with its default XNNPACK delegate),
             "litert-reference" (LiteRT's reference kernels, the bit-exactness
             baseline TFLite-Micro is tested against) or "micro" (the
@@ -55,20 +57,16 @@ def predict(
         raise ValueError(f"`tfl` must be a TFLiteModel; received {type(tfl).__name__}.")
     if runtime not in RUNTIMES:
         raise ValueError(f"`runtime` must be one of {RUNTIMES}; received {runtime!r}.")
-    x = np.asarray(x)
-    want = tuple(tfl.inputs[0].shape[1:])
-    if x.ndim == 0 or tuple(x.shape[1:]) != want:
-        raise ValueError(
-            f"`x` must hold samples shaped {want} on axis 0 (model input "
-            f"'{tfl.inputs[0].name}'); received an array of shape {x.shape}."
-        )
+    arrays = _by_input(tfl, x)
+    count = len(arrays[0])
     results = []
     if runtime == "micro":
         interpreter = micro_lib.micro_interpreter(
             tfl.content, arena_size or micro_lib.find_arena_size(tfl)
         )
-        for sample in x:
-            interpreter.set_input(tfl.quantize_input(sample[None]), 0)
+        for i in range(count):
+            for j, a in enumerate(arrays):
+                interpreter.set_input(tfl.quantize_input(a[i:i + 1], j), j)
             interpreter.invoke()
             results.append(tfl.dequantize_output(interpreter.get_output(0))[0])
         return np.stack(results) if results else np.zeros((0,))
@@ -83,9 +81,55 @@ def predict(
         experimental_op_resolver_type=resolver,
     )
     interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    for sample in x:
-        interpreter.set_tensor(inp["index"], tfl.quantize_input(sample[None]))
+    inputs, out = interpreter.get_input_details(), interpreter.get_output_details()[0]
+    for i in range(count):
+        for j, (detail, a) in enumerate(zip(inputs, arrays)):
+            interpreter.set_tensor(detail["index"], tfl.quantize_input(a[i:i + 1], j))
         interpreter.invoke()
         results.append(tfl.dequantize_output(interpreter.get_tensor(out["index"]))[0])
     return np.stack(results) if results else np.zeros((0,))
+
+
+def _input_name(info) -> str:
+    """'serving_default_token_ids:0' -> 'serving_default_token_ids'."""
+    return info.name.split(":")[0]
+
+
+def _by_input(tfl: TFLiteModel, x) -> list[np.ndarray]:
+    """`x` as one array per model input, in the model's input order: an array
+    (one input), a list of arrays, or a dict keyed by input name (the Keras
+    input name, or the TFLite tensor name)."""
+    infos = tfl.inputs
+    if isinstance(x, dict):
+        arrays = []
+        for info in infos:
+            name = _input_name(info)
+            keys = [k for k in x if k == name or k == info.name] or \
+                [k for k in x if name.endswith(f"_{k}")]
+            if len(keys) != 1:
+                raise ValueError(f"`x` has keys {sorted(x)}; none (or several) match model "
+                                 f"input '{info.name}'. Keys are the model's input names.")
+            arrays.append(np.asarray(x[keys[0]]))
+        if len(x) != len(infos):
+            raise ValueError(f"`x` has keys {sorted(x)}, but the model has {len(infos)} "
+                             "input(s).")
+    elif isinstance(x, (list, tuple)):
+        arrays = [np.asarray(a) for a in x]
+        if len(arrays) != len(infos):
+            raise ValueError(f"`x` holds {len(arrays)} arrays, but the model has "
+                             f"{len(infos)} input(s).")
+    else:
+        arrays = [np.asarray(x)]
+        if len(infos) != 1:
+            raise ValueError(f"The model has {len(infos)} inputs: give `x` as a list of arrays "
+                             "or a dict by input name.")
+    for info, a in zip(infos, arrays):
+        want = tuple(info.shape[1:])
+        if a.ndim == 0 or tuple(a.shape[1:]) != want:
+            raise ValueError(
+                f"`x` must hold samples shaped {want} on axis 0 (model input "
+                f"'{info.name}'); received an array of shape {a.shape}.")
+    if len({len(a) for a in arrays}) != 1:
+        raise ValueError(f"`x`: every input needs the same number of samples; received "
+                         f"{[len(a) for a in arrays]}.")
+    return arrays
