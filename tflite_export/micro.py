@@ -344,9 +344,15 @@ def _model_h(ident: str, content: bytes, arena: int, decompression: int) -> str:
     )
 
 
+def camel_case(ident: str) -> str:
+    """The op resolver's name prefix: "lenet_v2" -> "LenetV2" (`LenetV2OpResolver`,
+    `RegisterLenetV2Ops`)."""
+    return "".join(part.capitalize() for part in ident.split("_"))
+
+
 def _resolver_h(ident: str, ops: list[str]) -> str:
     guard = f"{ident.upper()}_OP_RESOLVER_H_"
-    camel = "".join(part.capitalize() for part in ident.split("_"))
+    camel = camel_case(ident)
     adds = "\n".join(f"  if (resolver.{resolver_method(op)}() != kTfLiteOk) return kTfLiteError;"
                      for op in ops)
     return (

@@ -20,6 +20,7 @@ import numpy as np
 
 from tflite_export.firmware.boards import Board
 from tflite_export.firmware.tflm import Library, Toolchain
+from tflite_export.micro import camel_case
 from tflite_export.model import write_atomic
 
 __all__ = ["FitError", "LinkError", "Sizes", "write_project", "link", "sizes"]
@@ -247,7 +248,7 @@ def _inputs_h(samples: list[list[np.ndarray]]) -> str:
 def write_project(out_dir: Path, ident: str, decompression_bytes: int,
                   samples: list[list[np.ndarray]], board: Board) -> list[Path]:
     """Write main.cc, startup.c, link.ld and inputs.h next to export_micro's files."""
-    camel = "".join(part.capitalize() for part in ident.split("_"))
+    camel = camel_case(ident)
     buffer = (_fill(_DECOMPRESSION_BUFFER, BYTES=decompression_bytes)
               if decompression_bytes else "")
     set_buffer = ("  interpreter.SetDecompressionMemory(&decompression_region, 1);"

@@ -40,7 +40,8 @@ import numpy as np
 from tflite_export.firmware import project as project_lib
 from tflite_export.firmware import tflm as tflm_lib
 from tflite_export.firmware.boards import Board, board as board_of
-from tflite_export.micro import MicroArtifacts, export_micro, resolver_method, run_micro
+from tflite_export.micro import (MicroArtifacts, aligned, export_micro, resolver_method,
+                                 run_micro)
 from tflite_export.model import NUMPY_TYPES, TFLiteModel
 
 __all__ = ["Firmware", "FirmwareResult", "FirmwareError", "build_firmware", "run_firmware",
@@ -94,10 +95,6 @@ class FirmwareResult:
                 "model_bytes": self.model_bytes, "arena_used_bytes": self.arena_used_bytes,
                 "instructions_per_inference": self.instructions_per_inference,
                 "bit_exact": self.bit_exact}
-
-
-def _aligned(n: int) -> int:
-    return (n + 15) // 16 * 16
 
 
 def _load(tfl) -> TFLiteModel:
@@ -263,7 +260,7 @@ def run_firmware(fw: Firmware, timeout: float = 600.0, toolchain=None,
     median = int(np.median(counts)) if counts else None
     return FirmwareResult(
         target=fw.board.name, description=fw.board.description, kernels=fw.kernels, fits=True,
-        flash_bytes=fw.sizes.flash, ram_bytes=fw.sizes.static_ram + _aligned(arena_used),
+        flash_bytes=fw.sizes.flash, ram_bytes=fw.sizes.static_ram + aligned(arena_used),
         model_bytes=fw.sizes.model, arena_used_bytes=arena_used,
         instructions_per_inference=median, instructions=tuple(counts), bit_exact=exact,
         samples=len(outputs), outputs=tuple(tuple(o) for o in outputs), elf=elf)
