@@ -23,7 +23,8 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
-from keras_compress import datasets, graph, lowrank, models, registry, schedules, steps  # noqa: E402
+from keras_compress import (  # noqa: E402
+    datasets, graph, lowrank, models, registry, schedules, sequence_models, steps)
 from keras_compress.clustering import ClusterWrapper, cluster  # noqa: E402
 from keras_compress.distillation import DistillationCallback, Distiller  # noqa: E402
 from keras_compress.lowrank import factorize  # noqa: E402
@@ -52,6 +53,7 @@ from keras_compress.schedules import (  # noqa: E402
 from keras_compress.recipe import recipe  # noqa: E402
 from keras_compress.registry import KernelLayout, register_layer  # noqa: E402
 from keras_compress.strip import strip  # noqa: E402
+from keras_compress.deploy import deploy  # noqa: E402
 from keras_compress.shrink import shrink  # noqa: E402
 from keras_compress.profile import profile  # noqa: E402
 from keras_compress.batchnorm import recalibrate_batchnorm  # noqa: E402
@@ -70,6 +72,7 @@ __all__ = [
     "QuantizeWrapper",
     "quantize",
     "quantize_model",
+    "deploy",
     "recipe",
     "recalibrate_batchnorm",
     "shrink",
@@ -96,6 +99,7 @@ __all__ = [
     "register_layer",
     "registry",
     "models",
+    "sequence_models",
     "prune",
     "prune_low_magnitude",
     "schedules",

@@ -43,12 +43,13 @@ class CompressionWrapper(keras.layers.Wrapper):
             return self.layer.substitutions(training)
         return []
 
-    def call(self, inputs, training=None, **kwargs):
-        """The base layer's own `call`, computing with the substituted values
-        (its losses kept), then `finish`: every wrapper's forward pass."""
+    def call(self, inputs, *more, training=None, **kwargs):
+        """The base layer's own `call` (attention takes several inputs),
+        computing with the substituted values (its losses kept), then
+        `finish`: every wrapper's forward pass."""
         with keras.StatelessScope(state_mapping=self.substitutions(training),
                                   collect_losses=True) as scope:
-            outputs = self.base_layer(inputs, training=training, **kwargs)
+            outputs = self.base_layer(inputs, *more, training=training, **kwargs)
         for loss in scope.losses:
             self.add_loss(loss)
         return self.finish(outputs, training)
@@ -57,6 +58,11 @@ class CompressionWrapper(keras.layers.Wrapper):
         """What a wrapper applies after the base layer (QAT's folded
         BatchNormalization and fused activation); nothing by default."""
         return outputs
+
+    def compute_output_spec(self, inputs, *more, training=None, **kwargs):
+        if more:  # attention: the base layer knows its several inputs
+            return self.base_layer.compute_output_spec(inputs, *more, **kwargs)
+        return super().compute_output_spec(inputs, training=training, **kwargs)
 
     def compute_output_shape(self, input_shape):
         try:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["digits", "mnist", "cifar10", "DataNotFoundError", "CIFAR10_CLASSES"]
+__all__ = ["digits", "mnist", "cifar10", "patch_tokens", "DataNotFoundError", "CIFAR10_CLASSES"]
 
 Split = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -62,6 +62,15 @@ def _finish(split: Split, normalize: bool) -> Split:
         x_train = x_train.astype(np.float32) / 255.0
         x_test = x_test.astype(np.float32) / 255.0
     return (x_train, y_train.astype(np.int64)), (x_test, y_test.astype(np.int64))
+
+
+def patch_tokens(images: np.ndarray, patch: int = 4, levels: int = 32) -> np.ndarray:
+    """Token ids from images, for token models when no text corpus is at hand:
+    each patch x patch patch of each (N, H, W) image in [0, 1] becomes one id,
+    its mean intensity in `levels` steps; returns int32 (N, H/patch * W/patch)."""
+    n, rows, cols = images.shape[:3]
+    means = images.reshape(n, rows // patch, patch, cols // patch, patch).mean(axis=(2, 4))
+    return np.clip((means * levels).astype("int32"), 0, levels - 1).reshape(n, -1)
 
 
 def _keras_cache_dir() -> Path:

@@ -48,6 +48,14 @@ def iter_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
         yield model
 
 
+def build_input_shape(layer: keras.layers.Layer) -> tuple | None:
+    """The input shape `layer` was built for, or None (unbuilt, or a layer
+    whose build config names its inputs otherwise: attention's query_shape)."""
+    config = layer.get_build_config() if layer.built else None
+    shape = (config or {}).get("input_shape")
+    return tuple(shape) if shape is not None else None
+
+
 def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """Every layer reachable from `layer`: the leaves of Sequential/functional
     models, plus subclassed models/layers and the sub-layers they track as

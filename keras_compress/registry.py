@@ -54,7 +54,7 @@ __all__ = ["KernelLayout", "LayerRule", "register_layer", "rule_for", "ELEMENTWI
 
 L = keras.layers
 
-QAT_RULES = ("kernel", "separable", "same_scale", None)
+QAT_RULES = ("kernel", "weights", "output", "separable", "same_scale", None)
 CHANNEL_ROLES = ("source", "depthwise", "through", "join", None)
 
 
@@ -63,7 +63,8 @@ class KernelLayout:
     """Where a kernel lives in a layer and how it is laid out.
 
     Args:
-        attr: attribute of the layer holding the variable.
+        attr: attribute of the layer holding the variable; a dotted path
+            reaches into sublayers ("cell.kernel", "_query_dense.kernel").
         input_axis: the axis the layer sums over, along which N:M groups run
             (None: no N:M pruning).
         output_axes: the output-channel axes (None: no channel pruning or
@@ -89,7 +90,11 @@ class LayerRule:
         cls: the layer class (subclasses match too).
         kernels: its prunable, clusterable and quantizable kernels.
         qat: "kernel" (the kernels are fake-quantized per output channel and
-            the output gets its own int8 scale), "separable" (split into a
+            the output gets its own int8 scale; a following BatchNormalization
+            and ReLU fold in), "weights" (a composite layer, attention or
+            recurrent, an embedding: its kernels are fake-quantized, it
+            computes as it is, its output gets its own scale), "output" (float parameters the converter quantizes, an output
+            scale of its own: LayerNormalization), "separable" (split into a
             depthwise and a 1x1 convolution), "same_scale" (the int8 output
             keeps the input's scale: pooling, reshaping, padding), or None.
         channels: "source" (its kernels' output axis makes new channels),
@@ -103,6 +108,9 @@ class LayerRule:
             "filters"), which `shrink` rewrites when channels are removed.
         no_qat_reason: why QAT refuses it, when `qat` is None for a layer
             with kernels.
+        per_channel: whether its kernels are quantized per output channel
+            (False: one scale per kernel, as TFLite's GATHER and fused LSTM
+            store them).
     """
 
     cls: type
@@ -112,6 +120,7 @@ class LayerRule:
     lowrank: bool = False
     no_qat_reason: str | None = None
     width: str | None = None
+    per_channel: bool = True
 
 
 def _k(attr: str, input_axis, output_axes) -> tuple[KernelLayout, ...]:
@@ -132,6 +141,13 @@ _THROUGH_ONLY = (
     L.BatchNormalization, L.Activation, L.ReLU, L.LeakyReLU, L.PReLU, L.ELU, L.Softmax,
     L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D, L.Resizing,
 )
+# Composite layers whose kernels live in sublayers.
+_ATTENTION = tuple(
+    KernelLayout(f"_{part}_dense.kernel", 0 if part != "output" else None,
+                 (1, 2) if part != "output" else (-1,), bias=f"_{part}_dense.bias")
+    for part in ("query", "key", "value", "output"))
+_RECURRENT = (KernelLayout("cell.kernel", 0, (-1,), bias="cell.bias"),
+              KernelLayout("cell.recurrent_kernel", 0, (-1,), bias=None))
 _JOINS = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 
 # The first matching class wins: list a subclass before its base (none of the
@@ -155,6 +171,14 @@ _BUILTIN: tuple[LayerRule, ...] = (
               width="filters"),
     LayerRule(L.Conv3DTranspose, _k("kernel", -1, (-2,)), None, "source",
               no_qat_reason=_THREE_D, width="filters"),
+    LayerRule(L.MultiHeadAttention, _ATTENTION, "weights"),
+    LayerRule(L.EinsumDense, (KernelLayout("kernel", None, (-1,)),), "weights"),
+    LayerRule(L.Embedding, (KernelLayout("embeddings", None, (-1,), bias=None),), "weights",
+              per_channel=False),
+    LayerRule(L.LSTM, _RECURRENT, "weights", per_channel=False),
+    LayerRule(L.GRU, _RECURRENT, "weights"),
+    LayerRule(L.SimpleRNN, _RECURRENT, "weights"),
+    LayerRule(L.LayerNormalization, qat="output"),
     *(LayerRule(cls, qat="same_scale", channels="through") for cls in _SAME_SCALE_THROUGH),
     *(LayerRule(cls, qat="same_scale") for cls in _SAME_SCALE_ONLY),
     *(LayerRule(cls, channels="through") for cls in _THROUGH_ONLY),
@@ -213,9 +237,12 @@ def register_layer(
 ) -> LayerRule:
     """Teach every technique a custom layer type: its `kernels` become
     prunable (unstructured, N:M along `input_axis`, channels along
-    `output_axes`), clusterable and, with `qat="kernel"`, fake-quantized per
-    output channel in QAT and converted to int8; `channels` places it in
-    channel dependency groups. Registering a class again replaces its rule.
+    `output_axes`), clusterable and, with `qat="kernel"` or `"weights"`,
+    fake-quantized per output channel in QAT and converted to int8;
+    `qat="output"` keeps a layer's parameters float (the converter quantizes
+    them) and gives its output an int8 scale of its own (a position table
+    added to tokens); `channels` places it in channel dependency groups.
+    Registering a class again replaces its rule.
 
     Raises:
         ValueError: a class that is not a keras layer, an unknown `qat` or
@@ -228,12 +255,13 @@ def register_layer(
     if not all(isinstance(k, KernelLayout) for k in kernels):
         raise ValueError("`kernels` must be KernelLayout(attr, input_axis, output_axes, bias) "
                          f"values; received {kernels!r}.")
-    if qat not in ("kernel", "same_scale", None):
-        raise ValueError(f"`qat` must be 'kernel', 'same_scale' or None; received {qat!r}.")
+    if qat not in ("kernel", "weights", "output", "same_scale", None):
+        raise ValueError(f"`qat` must be 'kernel', 'weights', 'output', 'same_scale' or None; "
+                         f"received {qat!r}.")
     if channels not in CHANNEL_ROLES:
         raise ValueError(f"`channels` must be one of {CHANNEL_ROLES}; received {channels!r}.")
-    if qat == "kernel" and not kernels:
-        raise ValueError(f"`qat`='kernel' for {cls.__name__} needs its `kernels`.")
+    if qat in ("kernel", "weights") and not kernels:
+        raise ValueError(f"`qat`={qat!r} for {cls.__name__} needs its `kernels`.")
     rule = LayerRule(cls, kernels, qat, channels)
     _REGISTERED[:] = [r for r in _REGISTERED if r.cls is not cls]
     _REGISTERED.insert(0, rule)

@@ -29,11 +29,13 @@ from keras_compress import graph, model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.distillation.distiller import Distiller
 from keras_compress.quantization.activations import ActivationQuantizer
+from keras_compress.quantization.wrapper import QuantizeWrapper
 
 __all__ = ["strip"]
 
 
-def strip(model: keras.layers.Layer, shrink: bool = False) -> keras.layers.Layer:
+def strip(model: keras.layers.Layer, shrink: bool = False,
+          target: str | None = None) -> keras.layers.Layer:
     """Return a plain copy of `model` (or of a single wrapped layer) with all
     training wrappers removed and their effect baked into the weights: pruning
     masks applied, BatchNormalization folded into the preceding kernel, QAT
@@ -45,6 +47,11 @@ def strip(model: keras.layers.Layer, shrink: bool = False) -> keras.layers.Layer
     (`keras_compress.shrink`): the common end of `prune(structure="channel")`,
     also after QAT in the same fit.
 
+    `target` ("litert" or "micro") rewrites layers into the forms that
+    runtime's int8 kernels run (`keras_compress.deploy`: LayerNormalization
+    decomposed, LSTM fused, GRU unrolled, GELU approximated for "micro"). A
+    model with QAT wrappers gets the "litert" forms when `target` is None.
+
     Raises:
         ValueError: for a subclassed model, whose graph cannot be rebuilt; strip
             its wrapped layers one by one with `strip(layer)` instead.
@@ -52,14 +59,21 @@ def strip(model: keras.layers.Layer, shrink: bool = False) -> keras.layers.Layer
     if isinstance(model, (CompressionWrapper, ActivationQuantizer)):
         return model.stripped()
     if isinstance(model, Distiller):
-        return strip(model.student, shrink=shrink)
+        return strip(model.student, shrink=shrink, target=target)
     if not model_walk.is_model(model):
         return model_walk.copy_layer(model)
+    if target is None and any(isinstance(layer, (QuantizeWrapper, ActivationQuantizer))
+                              for layer in model_walk.iter_layers(model)):
+        target = "litert"
     plain = graph.rebuild(model, _strip_layer)
     if shrink:
         from keras_compress.shrink import shrink as shrink_model
 
-        return shrink_model(plain)
+        plain = shrink_model(plain)
+    if target is not None:
+        from keras_compress.deploy import deploy
+
+        plain = deploy(plain, target)
     return plain
 
 

@@ -219,7 +219,11 @@ def benchmark(
         n_eval = len(x)
         bar = _Progress(n_eval, f"{label}: accuracy", progress)
         litert_pred, micro_pred = [], []
-        for sample in x:
+        for i, sample in enumerate(x):
+            if tfl.has_state and i:  # each sample is a sequence of its own
+                interpreter.reset_all_variables()
+                if micro_interp is not None:
+                    micro_interp.reset()
             q = tfl.quantize_input(sample[None])
             interpreter.set_tensor(inp["index"], q)
             interpreter.invoke()

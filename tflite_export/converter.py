@@ -324,9 +324,12 @@ def convert(
             raise ConversionError(
                 f"The '{mode}' model still computes in float: op {op} (tensor '{names[0]}'"
                 + (f", Keras layer '{layer}'" if layer else "")
-                + f"), {len(floats)} float op(s) in all. TFLite has no {mode} kernel for it: "
-                "replace that layer (e.g. ELU -> ReLU), or pass allow_float_ops=True to "
-                "keep it in float.")
+                + f"), {len(floats)} float op(s) in all. "
+                + ("If it has an int8 form but no fake-quant (QAT) range (the inside of "
+                   "LayerNormalization, attention or an LSTM), pass `representative_data` "
+                   "to calibrate it. Otherwise " if representative_data is None else "")
+                + f"TFLite has no {mode} kernel for it: replace that layer (e.g. ELU -> "
+                "ReLU), or pass allow_float_ops=True to keep it in float.")
     return result
 
 

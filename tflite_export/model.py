@@ -34,6 +34,7 @@ class TensorInfo:
     zero_point: tuple[int, ...]
     quantized_dimension: int
     is_constant: bool  # holds weights/biases (a non-empty buffer)
+    is_variable: bool = False  # state kept between invokes (a fused LSTM's h and c)
 
     @property
     def is_float(self) -> bool:
@@ -125,6 +126,7 @@ class TFLiteModel:
                 zero_point=zero,
                 quantized_dimension=int(q.quantizedDimension) if q is not None else 0,
                 is_constant=constant,
+                is_variable=bool(t.isVariable),
             ))
         self._operators = [
             (_schema.op_name(self._fb, op.opcodeIndex),
@@ -136,6 +138,12 @@ class TFLiteModel:
         self.outputs = [self.tensors[i] for i in subgraph.outputs]
 
     # ------------------------------------------------------------------ graph
+    @property
+    def has_state(self) -> bool:
+        """Whether the model keeps state between invokes in variable tensors
+        (a fused LSTM's h and c): runtimes must reset it between sequences."""
+        return any(t.is_variable for t in self.tensors)
+
     @property
     def ops(self) -> list[str]:
         """Distinct op names, in order of first use."""
@@ -183,8 +191,9 @@ class TFLiteModel:
     @property
     def is_fully_integer(self) -> bool:
         """No float tensor anywhere: inputs, outputs, weights and activations are
-        integers (int8/int16 data, int32 biases and shapes)."""
-        return all(t.dtype in _INTEGER_TYPES for t in self.tensors)
+        integers (int8/int16 data, int32 biases and shapes). Empty tensors
+        hold no data (a fused LSTM's unused `*_intermediate` placeholders)."""
+        return all(t.dtype in _INTEGER_TYPES for t in self.tensors if 0 not in t.shape)
 
     def constant(self, tensor: TensorInfo | int) -> np.ndarray:
         """The stored values of a constant tensor (weights, biases), as stored:

@@ -65,6 +65,8 @@ def predict(
             tfl.content, arena_size or micro_lib.find_arena_size(tfl)
         )
         for i in range(count):
+            if tfl.has_state and i:
+                interpreter.reset()  # each sample is a sequence of its own
             for j, a in enumerate(arrays):
                 interpreter.set_input(tfl.quantize_input(a[i:i + 1], j), j)
             interpreter.invoke()
@@ -83,6 +85,8 @@ def predict(
     interpreter.allocate_tensors()
     inputs, out = interpreter.get_input_details(), interpreter.get_output_details()[0]
     for i in range(count):
+        if tfl.has_state and i:
+            interpreter.reset_all_variables()  # each sample is a sequence of its own
         for j, (detail, a) in enumerate(zip(inputs, arrays)):
             interpreter.set_tensor(detail["index"], tfl.quantize_input(a[i:i + 1], j))
         interpreter.invoke()

@@ -77,7 +77,7 @@ def cluster(model: keras.layers.Layer, n_clusters: int = 16, init: str = "kmeans
         if id(layer) not in selected:
             return None
         wrapper = ClusterWrapper(model_walk.copy_layer(layer), **options)
-        wrapper.build(layer.get_build_config()["input_shape"])
+        wrapper.build(model_walk.build_input_shape(layer))
         return wrapper
 
     return graph.rebuild(model, replace)

@@ -191,7 +191,7 @@ def prune(
         wrapper = PruningWrapper(model_walk.copy_layer(layer), **options,
                                  channel_group=specs.get(layer.name))
         if layer.built:
-            wrapper.build(layer.get_build_config()["input_shape"])
+            wrapper.build(model_walk.build_input_shape(layer))
         return wrapper
 
     return graph.rebuild(model, replace)

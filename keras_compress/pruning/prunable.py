@@ -39,7 +39,11 @@ def is_prunable(layer: keras.layers.Layer) -> bool:
 
 def variable(layer: keras.layers.Layer, attr: str) -> keras.Variable | None:
     """The `keras.Variable` behind `layer.<attr>` (Dense exposes `kernel` as a
-    property over `_kernel`), or None when the layer has no such weight."""
+    property over `_kernel`; a dotted `attr` reaches into sublayers), or None
+    when the layer has no such weight."""
+    *path, attr = attr.split(".") if attr else [attr]
+    for part in path:
+        layer = getattr(layer, part, None)
     for name in ("_" + attr, attr):
         value = getattr(layer, name, None)
         if isinstance(value, keras.Variable):

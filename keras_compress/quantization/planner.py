@@ -125,9 +125,11 @@ class Planner:
         base = unwrap(layer)
         own = activation_name(base)
         plan = Plan("weighted")
-        if registry.is_registered(base):
-            # A registered custom layer computes what it computes: nothing is
-            # folded or fused into it (its config has no activation to set).
+        rule = registry.rule_for(base)
+        if registry.is_registered(base) or rule.qat != "kernel":
+            # A registered custom layer, attention, a recurrent layer or an
+            # embedding computes what it computes: nothing is folded or fused
+            # into it.
             self.plans[id(layer)] = plan
             return
         end = layer
@@ -178,6 +180,8 @@ class Planner:
         rule = registry.rule_for(layer)
         if rule is not None and rule.qat == "same_scale":
             return Plan("same", quantize_output=False)
+        if rule is not None and rule.qat == "output":
+            return Plan("plain")
         if isinstance(layer, (L.Activation, L.Softmax)):
             name = "softmax" if isinstance(layer, L.Softmax) else activation_name(layer)
             if name in FIXED_RANGE:
@@ -264,7 +268,6 @@ def _last_axis_only(layer) -> bool:
 
 
 def input_shape(layer) -> tuple:
-    config = layer.get_build_config() if layer.built else None
-    return tuple(config["input_shape"]) if config else ()
+    return model_walk.build_input_shape(layer) or ()
 
 

@@ -110,14 +110,14 @@ def _wrapper(layer: keras.layers.Layer, kept: Preserved) -> keras.layers.Layer:
     if kept.kind == "clusters":
         wrapper = ClusterWrapper(plain, n_clusters=kept.values, init="values",
                                  per_channel=kept.per_channel)
-        wrapper.build(layer.get_build_config()["input_shape"])
+        wrapper.build(model_walk.build_input_shape(layer))
         return wrapper
     kernels = [prunable.variable(plain, w.attr).numpy() for w in prunable.prunable_weights(plain)]
     # The mask is the zeros themselves; a PruningCallback at this sparsity
     # would rank the same entries (the zeros are the smallest magnitudes).
     wrapper = PruningWrapper(plain, schedule=ConstantSparsity(
         min(kept.sparsity, 0.99), begin_step=0, end_step=0, frequency=1))
-    wrapper.build(layer.get_build_config()["input_shape"])
+    wrapper.build(model_walk.build_input_shape(layer))
     wrapper.assign_masks([(k != 0).astype("float32") for k in kernels])
     return wrapper
 

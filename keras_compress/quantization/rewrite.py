@@ -91,7 +91,7 @@ class Rewriter(Planner):
                 keras.layers.Dense),
         )
         if layer.built:
-            wrapper.build(layer.get_build_config()["input_shape"])
+            wrapper.build(input_shape(layer) or None)
         return wrapper
 
     def _wrap_separable(self, layer, plan: Plan) -> QuantizeWrapper:

@@ -48,18 +48,20 @@ from keras_compress.quantization.kernel import QuantizedKernel, packable, per_te
 __all__ = ["QuantizeWrapper", "quantizable_layers", "is_quantizable", "FUSABLE_ACTIVATIONS"]
 
 FUSABLE_ACTIVATIONS = ("relu", "relu6")
+# The registry's QAT rules whose layers this wrapper holds.
+WRAPPED = ("kernel", "weights")
 
 
 def quantizable_layers() -> list[str]:
     """Names of the layer types QAT wraps (registered custom layers first)."""
-    return registry.names(lambda rule: rule.qat == "kernel")
+    return registry.names(lambda rule: rule.qat in WRAPPED)
 
 
 def is_quantizable(layer: keras.layers.Layer) -> bool:
     """Whether `layer` (or the base layer of a wrapper) can be QAT-wrapped."""
     base = unwrap(layer)
     rule = registry.rule_for(base)
-    return rule is not None and rule.qat == "kernel"
+    return rule is not None and rule.qat in WRAPPED
 
 
 def activation_name(layer: keras.layers.Layer) -> str:
@@ -155,7 +157,9 @@ class QuantizeWrapper(CompressionWrapper):
             raise ValueError(
                 f"Layer '{base.name}' has {len(layouts)} kernels; a BatchNormalization can "
                 "only be folded into a layer with one.")
-        if weight_bits < 8 and (len(layouts) > 1 or registry.is_registered(base)):
+        rule = registry.rule_for(base)
+        if weight_bits < 8 and (len(layouts) > 1 or registry.is_registered(base)
+                                or rule.qat != "kernel"):
             raise ValueError(
                 f"Layer '{base.name}' ({type(base).__name__}): 4-bit weights are for the "
                 "built-in Dense and convolution layers, which the converter packs as INT4; "
@@ -166,10 +170,12 @@ class QuantizeWrapper(CompressionWrapper):
                 f"for Dense layers (the converter keeps convolutions per channel); received "
                 f"{per_tensor!r} for {type(base).__name__}.")
         self.per_tensor = per_tensor
-        self._channel_axes = (() if per_tensor or per_tensor_for(base, weight_bits)
-                              else layout.output_axes)
-        # Further kernels of a registered custom layer: per output channel.
-        self._more_axes = [k.output_axes or () for k in layouts[1:]]
+        per_channel = rule.per_channel and not per_tensor
+        self._channel_axes = (layout.output_axes or ()) if per_channel and not per_tensor_for(
+            base, weight_bits) else ()
+        # Further kernels (a registered custom layer's, attention's, a
+        # recurrent cell's): per output channel where the rule says so.
+        self._more_axes = [(k.output_axes or ()) if per_channel else () for k in layouts[1:]]
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape=None):

@@ -1,0 +1,39 @@
+"""What TFMOT's `quantize_model` says to each transformer and recurrent model
+of `benchmarks.sequence_models`, built with the same builders in tf_keras.
+
+    python -m benchmarks._tfmot_refusal_peer CONFIG_JSON
+
+CONFIG_JSON: {"models": [names]}. Prints one JSON object on stdout: per model,
+"quantized" or the exception TFMOT raised (type and first line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main(argv: list[str]) -> None:
+    config = json.loads(argv[1])
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    from benchmarks.sequence_models import BUILDERS
+
+    answer = {}
+    for name in config["models"]:
+        model = BUILDERS[name](tf_keras)
+        try:
+            tfmot.quantization.keras.quantize_model(model)
+            answer[name] = "quantized"
+        except Exception as exc:  # noqa: BLE001 - the refusal is the result
+            first = " ".join(str(exc).split("\n")[0].split())
+            answer[name] = f"{type(exc).__name__}: {first}"
+    print(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,223 @@
+"""Transformers and recurrent networks on MNIST: float vs post-training int8 vs
+QAT int8, in LiteRT and TFLite-Micro, and what TFMOT says to each.
+
+Models (`keras_compress.sequence_models`): a tiny ViT on 4x4 patches, a token
+transformer over patch tokens (`datasets.patch_tokens`: no text corpus is
+offline here, so the tokens are built from the real images), and LSTM, GRU
+and CRNN classifiers reading the 28 rows as time steps. Per model: float
+training; post-training int8 of the deploy form (`kc.deploy`); QAT from the
+same float weights, `strip`, int8. The float model fine-tuned for as many
+more epochs as QAT ran is the fair accuracy reference. The ViT also gets its
+TFLite-Micro form (GELU -> x * sigmoid(1.702 x)), whose cost is measured.
+
+    python -m benchmarks.sequence_models      # writes docs/benchmarks.{md,json}, PNG
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+from benchmarks import DATA_DIR  # noqa: E402
+
+FLAGS = flags.FLAGS
+KEY = "sequence_models"
+
+
+def _vit(k):
+    from keras_compress import sequence_models
+
+    return sequence_models.vit(keras_module=k)
+
+
+def _tokens(k):
+    from keras_compress import sequence_models
+
+    return sequence_models.token_transformer(keras_module=k)
+
+
+def _recurrent(kind):
+    def build(k):
+        from keras_compress import sequence_models
+
+        return sequence_models.recurrent(kind, keras_module=k)
+    return build
+
+
+# name -> builder(keras module); also read by the TFMOT refusal peer.
+BUILDERS = {"vit": _vit, "tokens": _tokens, "lstm": _recurrent("lstm"),
+            "gru": _recurrent("gru"), "crnn": _recurrent("crnn")}
+EPOCHS = {"vit": 10, "tokens": 10, "lstm": 6, "gru": 6, "crnn": 6}
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("data_dir", str(DATA_DIR), "Folder holding mnist/.")
+    flags.DEFINE_integer("qat_epochs", 2, "QAT (and float fine-tune) epochs.")
+    flags.DEFINE_integer("calibration", 500, "Representative samples for int8.")
+    flags.DEFINE_list("models", list(BUILDERS), "Models.")
+    flags.DEFINE_string("docs", None, "Output folder (default: docs/ of the repository).")
+
+
+def _compiled(model, lr):
+    import keras
+
+    model.compile(keras.optimizers.Adam(lr),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def _measure(label, tfl, xt, yt, keras_model=None) -> dict:
+    import tflite_export
+
+    result = tflite_export.benchmark(tfl, xt, yt, keras_model=keras_model, name=label,
+                                     runs=30, progress=False)
+    return {"label": label, "size": tfl.size, "fully_integer": tfl.is_fully_integer,
+            "ops": dict(tfl.op_counts), "keras": result.keras_accuracy,
+            "litert": result.litert_accuracy, "micro": result.micro_accuracy,
+            "agreement": result.micro_agreement,
+            "micro_ms": result.micro.median_ms if result.micro else None,
+            "arena": result.arena_bytes}
+
+
+def run_model(name: str, config: dict) -> dict:
+    import keras
+
+    import keras_compress as kc
+    import tflite_export
+
+    (x, y), (xt, yt) = kc.datasets.mnist(config["data_dir"], normalize=True)
+    if name == "tokens":
+        x, xt = kc.datasets.patch_tokens(x), kc.datasets.patch_tokens(xt)
+    build = BUILDERS[name]
+    calibration = x[:config["calibration"]]
+    keras.utils.set_random_seed(0)
+    base = _compiled(build(keras), 2e-3)
+    print(f"{name}: float training, {EPOCHS[name]} epochs", flush=True)
+    base.fit(x, y, batch_size=64, epochs=EPOCHS[name], verbose=0)
+    weights = base.get_weights()
+
+    tuned = build(keras)
+    tuned.set_weights(weights)
+    keras.utils.set_random_seed(1)
+    _compiled(tuned, 2e-4).fit(x, y, batch_size=64, epochs=config["qat_epochs"], verbose=0)
+
+    start = build(keras)
+    start.set_weights(weights)
+    keras.utils.set_random_seed(1)
+    qat = _compiled(kc.quantize(start), 2e-4)
+    print(f"{name}: QAT, {config['qat_epochs']} epochs", flush=True)
+    qat.fit(x, y, batch_size=64, epochs=config["qat_epochs"], verbose=0)
+
+    targets = ("litert", "micro") if name == "vit" else ("litert",)
+    models = {"float32": tflite_export.convert(kc.deploy(base), "float32")}
+    for target in targets:
+        suffix = "" if target == "litert" else ", micro form"
+        models[f"PTQ int8{suffix}"] = tflite_export.convert(
+            kc.deploy(base, target), "int8", representative_data=calibration)
+        models[f"QAT int8{suffix}"] = tflite_export.convert(
+            kc.strip(qat, target=target), "int8", representative_data=calibration)
+    rows = []
+    for label, tfl in models.items():
+        print(f"{name}: measuring {label}", flush=True)
+        rows.append(_measure(label, tfl, xt, yt, keras_model=base if label == "float32"
+                             else None))
+    latency = tflite_export.compare_latency(models, rounds=20, progress=False)
+    for row in rows:
+        row["litert_ms"] = latency[row["label"]].median_ms
+    return {"model": name, "epochs": EPOCHS[name], "params": base.count_params(),
+            "float_tuned": float(tuned.evaluate(xt, yt, verbose=0)[1]), "rows": rows}
+
+
+def _tfmot(names: list[str]) -> dict:
+    from benchmarks._peers import in_subprocess
+
+    return in_subprocess("benchmarks._tfmot_refusal_peer", {"models": names}, [])
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def render(results: list[dict], tfmot: dict, config: dict) -> str:
+    lines = [
+        "## Transformers and recurrent networks (MNIST)",
+        "",
+        "`python -m benchmarks.sequence_models`: 8,000 training and 2,000 test images; a tiny "
+        "ViT (4x4 patches), a token transformer over patch tokens (ids built from the images: "
+        "no text corpus is offline), and LSTM, GRU and CRNN classifiers over the 28 rows. "
+        f"Post-training int8 calibrates on {config['calibration']} training images; QAT "
+        f"fine-tunes {config['qat_epochs']} epochs from the float weights; \"float, tuned\" "
+        "is the float model fine-tuned as long, the fair reference. LiteRT: 1 thread, "
+        "XNNPACK, the rows of one model timed interleaved; TFLite-Micro: the Python "
+        "interpreter's median invoke and its measured arena. The LSTM is one fused "
+        "UNIDIRECTIONAL_SEQUENCE_LSTM op; the GRU is unrolled (TFLite has no fused GRU).",
+        "",
+    ]
+    for r in results:
+        lines += [f"### {r['model']} ({r['params']:,} parameters, {r['epochs']} float epochs; "
+                  f"float, tuned: {_pct(r['float_tuned'])}; TFMOT: "
+                  f"{tfmot.get(r['model'], '-')})", "",
+                  "| model | fully int8 | LiteRT acc. | TFLite-Micro acc. | TFLM = LiteRT | "
+                  ".tflite bytes | LiteRT ms | TFLM ms | arena bytes |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in r["rows"]:
+            lines.append(
+                f"| {row['label']} | {'yes' if row['fully_integer'] else 'no'} | "
+                f"{_pct(row['litert'])} | {_pct(row['micro'])} | {_pct(row['agreement'])} | "
+                f"{row['size']:,} | {row['litert_ms']:.3f} | "
+                f"{'-' if row['micro_ms'] is None else format(row['micro_ms'], '.2f')} | "
+                f"{'-' if row['arena'] is None else format(row['arena'], ',')} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks import _report
+
+    labels = ["float32", "PTQ int8", "QAT int8"]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.25
+    for i, label in enumerate(labels):
+        values = [100 * next(row["litert"] for row in r["rows"] if row["label"] == label)
+                  for r in results]
+        ax.bar([j + (i - 1) * width for j in range(len(results))], values, width, label=label)
+    ax.set_xticks(range(len(results)), [r["model"] for r in results])
+    low = min(100 * row["litert"] for r in results for row in r["rows"])
+    ax.set_ylim(max(0, low - 2), 100)
+    ax.set_ylabel("LiteRT accuracy (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("MNIST sequence models: float vs int8")
+    _report.save_png(fig, path)
+
+
+def main(argv) -> None:
+    del argv
+    from absl import logging
+
+    from benchmarks import _report
+
+    logging.set_verbosity(logging.WARNING)
+    config = {"data_dir": FLAGS.data_dir, "qat_epochs": FLAGS.qat_epochs,
+              "calibration": FLAGS.calibration}
+    results = [run_model(name, config) for name in FLAGS.models]
+    tfmot = _tfmot(FLAGS.models)
+    markdown = render(results, tfmot, config)
+    print(markdown)
+    docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
+    data = {"config": config, "results": results, "tfmot": tfmot, **_report.environment()}
+    _report.update(KEY, markdown, data, docs=docs)
+    plot(results, docs / "sequence_models.png")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
