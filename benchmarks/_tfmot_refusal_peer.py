@@ -1,10 +1,12 @@
 """What TFMOT's `quantize_model` says to each transformer and recurrent model
-of `benchmarks.sequence_models`, built with the same builders in tf_keras.
+of `benchmarks.sequence_models`, built with the same builders in tf_keras
+(the transformers without their position table, a custom layer TFMOT would
+name first).
 
     python -m benchmarks._tfmot_refusal_peer CONFIG_JSON
 
 CONFIG_JSON: {"models": [names]}. Prints one JSON object on stdout: per model,
-"quantized" or the exception TFMOT raised (type and first line)."""
+"quantized" or the exception TFMOT raised (type, first line of its message, and the error nested in it)."""
 
 from __future__ import annotations
 
@@ -25,13 +27,18 @@ def main(argv: list[str]) -> None:
 
     answer = {}
     for name in config["models"]:
-        model = BUILDERS[name](tf_keras)
+        # Without the position table, a custom layer TFMOT would refuse first.
+        model = BUILDERS[name](tf_keras, position=False) if name in ("vit", "tokens") \
+            else BUILDERS[name](tf_keras)
         try:
             tfmot.quantization.keras.quantize_model(model)
             answer[name] = "quantized"
         except Exception as exc:  # noqa: BLE001 - the refusal is the result
-            first = " ".join(str(exc).split("\n")[0].split())
-            answer[name] = f"{type(exc).__name__}: {first}"
+            lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+            # A Keras call error nests the cause ("TypeError: ...") inside.
+            cause = [line for line in lines[1:] if line.split(":")[0].endswith("Error")]
+            text = f"{lines[0]} ... {cause[-1]}" if cause else lines[0]
+            answer[name] = f"{type(exc).__name__}: {text[:400]}"
     print(json.dumps(answer))
 
 

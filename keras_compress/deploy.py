@@ -16,6 +16,8 @@ Training keeps the stock Keras layers; `deploy(model, target)` (and
 - `Embedding` -> `GatherEmbedding`: the same table, looked up with one
   GATHER, without the negative-id guard (LESS, ADD, SELECT) Keras adds, which
   TFLite-Micro cannot run; ids are >= 0.
+- Layers holding such layers as attributes (KerasHub's TransformerEncoder and
+  its LayerNormalizations): a copy with its sublayers swapped.
 - GELU, for `target="micro"` only: TFLite-Micro has no GELU kernel, so
   `x * sigmoid(1.702 x)` (`sigmoid_gelu`) stands in; LiteRT keeps the exact
   GELU, which it runs in int8. The substitute changes the function: measure
@@ -173,9 +175,32 @@ def _replacement(layer, target: str):
         return _retype(layer, FusedLSTM)
     if type(layer) is L.GRU and not layer.unroll:
         return _retype(layer, L.GRU, unroll=True)
-    if target == "micro" and _activation(layer) == "gelu":
-        return _retype(layer, type(layer), activation=sigmoid_gelu)
-    return None
+    if target == "micro" and "gelu" in (_activation(layer) or ""):  # also gelu_approximate
+        new = _retype(layer, type(layer), activation=sigmoid_gelu)
+        return _with_sublayers_deployed(new, target) or new
+    return _with_sublayers_deployed(layer, target)
+
+
+def _with_sublayers_deployed(layer, target: str):
+    """A copy of a layer whose sublayers (attributes, as KerasHub's
+    TransformerEncoder holds its LayerNormalizations) need deploy forms, with
+    those swapped in; None when none does."""
+    subs = {name: value for name, value in vars(layer).items()
+            if isinstance(value, keras.layers.Layer) and not model_walk.is_model(value)}
+    if not any(_replacement(value, target) is not None for value in subs.values()):
+        return None
+    new = _retype(layer, type(layer))
+    for name in subs:
+        old = getattr(new, name)
+        replacement = _replacement(old, target)
+        if replacement is not None:
+            # A built layer's tracker is locked against new state: the swap
+            # replaces a tracked sublayer by one computing the same.
+            new._tracker.unlock()
+            new._tracker.untrack(old)
+            setattr(new, name, replacement)
+            new._tracker.lock()
+    return new
 
 
 def _activation(layer) -> str | None:

@@ -206,10 +206,25 @@ def rule_for(layer_or_class) -> LayerRule | None:
     """The rule of a layer (or layer class): registered custom layers first,
     then the built-in Keras layers; None for a layer nothing knows."""
     cls = layer_or_class if isinstance(layer_or_class, type) else type(layer_or_class)
+    _load_integrations(cls)
     for rule in (*_REGISTERED, *_LIBRARY, *_BUILTIN):
         if issubclass(cls, rule.cls):
             return rule
     return None
+
+
+# Packages whose layers get rules from a module of ours, imported the first
+# time one of their layers is looked up (so that they stay optional).
+_INTEGRATIONS = {"keras_hub": "keras_compress._keras_hub"}
+
+
+def _load_integrations(cls: type) -> None:
+    package = cls.__module__.split(".")[0]
+    module = _INTEGRATIONS.pop(package, None)
+    if module is not None:
+        import importlib
+
+        importlib.import_module(module)
 
 
 def is_registered(layer_or_class) -> bool:

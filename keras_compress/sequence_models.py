@@ -63,29 +63,34 @@ def _encoder(keras_module, h, blocks: int, heads: int, mlp: int, activation: str
 
 def vit(input_shape: tuple[int, int] = (28, 28), patch: int = 4, dim: int = 32,
         heads: int = 2, blocks: int = 2, mlp: int = 64, num_classes: int = 10,
-        activation: str = "gelu", keras_module=None) -> keras.Model:
+        activation: str = "gelu", position: bool = True, keras_module=None) -> keras.Model:
     """A tiny Vision Transformer on one-channel images: patch x patch patches
-    embedded by a strided convolution, a position table, `blocks` pre-norm
-    encoder blocks (attention + GELU MLP), mean pooling. Outputs logits."""
+    embedded by a strided convolution, a position table (unless `position` is
+    False), `blocks` pre-norm encoder blocks (attention + GELU MLP), mean
+    pooling. Outputs logits."""
     k = keras_module or keras
     L = k.layers
     rows, cols = input_shape
     images = k.Input(input_shape)
     h = L.Conv2D(dim, patch, strides=patch)(L.Reshape((rows, cols, 1))(images))
     h = L.Reshape(((rows // patch) * (cols // patch), dim))(h)
-    h = _position_class(k)()(h)
+    if position:
+        h = _position_class(k)()(h)
     return k.Model(images, L.Dense(num_classes)(_encoder(k, h, blocks, heads, mlp, activation)))
 
 
 def token_transformer(length: int = 49, vocab: int = 32, dim: int = 32, heads: int = 2,
                       blocks: int = 1, mlp: int = 64, num_classes: int = 10,
-                      activation: str = "relu", keras_module=None) -> keras.Model:
+                      activation: str = "relu", position: bool = True,
+                      keras_module=None) -> keras.Model:
     """A token classifier: int32 ids `token_ids` -> Embedding + position table
-    -> encoder blocks -> mean -> logits."""
+    (unless `position` is False) -> encoder blocks -> mean -> logits."""
     k = keras_module or keras
     L = k.layers
     ids = k.Input((length,), dtype="int32", name="token_ids")
-    h = _position_class(k)()(L.Embedding(vocab, dim)(ids))
+    h = L.Embedding(vocab, dim)(ids)
+    if position:
+        h = _position_class(k)()(h)
     return k.Model(ids, L.Dense(num_classes)(_encoder(k, h, blocks, heads, mlp, activation)))
 
 

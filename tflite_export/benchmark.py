@@ -201,11 +201,15 @@ def benchmark(
         except (ValueError, RuntimeError):
             micro_interp = None
     if micro_interp is not None:
-        micro_interp.set_input(tfl.quantize_input(probe), 0)
         micro_runs = max(5, runs // 5)
         bar = _Progress(micro_runs + 2, f"{label}: TFLite-Micro latency", progress)
         times = []
         for i in range(micro_runs + 2):
+            # TFLite-Micro's arena planner may reuse the input's bytes once the
+            # first op has read them: the input is set again before each run.
+            micro_interp.set_input(tfl.quantize_input(probe), 0)
+            if tfl.has_state:
+                micro_interp.reset()
             start = time.perf_counter()
             micro_interp.invoke()
             if i >= 2:
