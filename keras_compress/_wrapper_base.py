@@ -47,11 +47,18 @@ class CompressionWrapper(keras.layers.Wrapper):
         """The base layer's own `call` (attention takes several inputs),
         computing with the substituted values (its losses kept), then
         `finish`: every wrapper's forward pass."""
-        with keras.StatelessScope(state_mapping=self.substitutions(training),
-                                  collect_losses=True) as scope:
+        mapping = self.substitutions(training)
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
             outputs = self.base_layer(inputs, *more, training=training, **kwargs)
         for loss in scope.losses:
             self.add_loss(loss)
+        # State the base layer updated (the range of an activation quantizer
+        # inside attention) lands in its variables; substituted ones stay.
+        substituted = {id(var) for var, _ in mapping}
+        for var in self.base_layer.non_trainable_variables:
+            value = scope.get_current_value(var)
+            if value is not None and id(var) not in substituted:
+                var.assign(value)
         return self.finish(outputs, training)
 
     def finish(self, outputs, training: bool | None):

@@ -48,8 +48,8 @@ import keras
 
 from keras_compress import graph, model_walk
 
-__all__ = ["TARGETS", "deploy", "sigmoid_gelu", "DecomposedLayerNormalization", "FusedLSTM",
-           "GatherEmbedding"]
+__all__ = ["TARGETS", "deploy", "sigmoid_gelu", "SigmoidGELU", "DecomposedLayerNormalization",
+           "FusedLSTM", "GatherEmbedding"]
 
 TARGETS = ("litert", "micro")
 L = keras.layers
@@ -63,24 +63,82 @@ def sigmoid_gelu(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_compress")
+class SigmoidGELU(L.Layer):
+    """`sigmoid_gelu` as a layer, for an `Activation("gelu")` in a QAT model:
+    given the range of its input (`input_range`, the fake-quant before it), the
+    1.702 x tensor gets its range too, so the converter needs no calibration."""
+
+    def __init__(self, input_range: tuple | list | None = None, bits: int = 8, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.input_range = None if input_range is None else [float(v) for v in input_range]
+        self.bits = bits
+
+    def call(self, x):
+        scaled = 1.702 * x
+        if self.input_range is not None:
+            from keras_compress.quantization import quantizers
+
+            lo, hi = self.input_range
+            scaled = quantizers.fake_quant_activation(scaled, 1.702 * lo, 1.702 * hi, self.bits)
+        return x * keras.ops.sigmoid(scaled)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "input_range": self.input_range, "bits": self.bits}
+
+
+def layer_norm_ops(layer, inputs, at=None):
+    """LayerNormalization over the last axis as int8 kernels compute it: mean,
+    subtract, multiply, mean, add, rsqrt, multiply (gamma), add (beta);
+    `at(point, tensor)` sees each intermediate (QAT places its quantizers
+    there)."""
+    at = at or (lambda point, tensor: tensor)
+    x = keras.ops.cast(inputs, "float32")
+    if getattr(layer, "rms_scaling", False):
+        inv = keras.ops.rsqrt(keras.ops.mean(x * x, axis=-1, keepdims=True) + layer.epsilon)
+        return keras.ops.cast(x * inv * layer.gamma, inputs.dtype)
+    mean = at("mean", keras.ops.mean(x, axis=-1, keepdims=True))
+    centered = at("centered", x - mean)
+    square = at("square", centered * centered)
+    variance = at("variance", keras.ops.mean(square, axis=-1, keepdims=True))
+    inv_std = at("inv_std", keras.ops.rsqrt(at("variance_eps", variance + layer.epsilon)))
+    y = at("normalized", centered * inv_std)
+    if layer.scale:
+        y = at("scaled", y * layer.gamma)
+    if layer.center:
+        y = y + layer.beta
+    return keras.ops.cast(y, inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_compress")
 class DecomposedLayerNormalization(L.LayerNormalization):
     """`LayerNormalization` over the last axis, computed from ops with int8
-    kernels: (x - mean) * rsqrt(mean((x - mean)^2) + epsilon) * gamma + beta.
-    Same config and weights as the stock layer."""
+    kernels (`layer_norm_ops`). Same config and weights as the stock layer,
+    plus optional fixed `ranges` {point: (min, max)} from QAT, fake-quantizing
+    its intermediate tensors for the converter."""
+
+    def __init__(self, ranges: dict | None = None, bits: int = 8, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.ranges, self.bits = dict(ranges or {}), bits
 
     def call(self, inputs):
-        x = keras.ops.cast(inputs, "float32")
-        if getattr(self, "rms_scaling", False):
-            y = x * keras.ops.rsqrt(keras.ops.mean(x * x, axis=-1, keepdims=True) + self.epsilon)
-        else:
-            centered = x - keras.ops.mean(x, axis=-1, keepdims=True)
-            variance = keras.ops.mean(centered * centered, axis=-1, keepdims=True)
-            y = centered * keras.ops.rsqrt(variance + self.epsilon)
-        if self.scale:
-            y = y * self.gamma
-        if self.center:
-            y = y + self.beta
-        return keras.ops.cast(y, inputs.dtype)
+        return layer_norm_ops(self, inputs, self._fake_quant if self.ranges else None)
+
+    def _fake_quant(self, point, tensor):
+        from keras_compress.quantization import quantizers
+
+        if point not in self.ranges:
+            return tensor
+        lo, hi = self.ranges[point]
+        return quantizers.fake_quant_activation(tensor, lo, hi, self.bits)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.ranges:
+            config.update(ranges=self.ranges, bits=self.bits)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_compress")
@@ -264,6 +322,13 @@ def deploy(model: keras.Model, target: str = "litert") -> keras.Model:
             return deploy(layer, target)
         if id(layer) in after_lstm:
             return L.Identity(name=layer.name)
+        if target == "micro" and type(layer) is L.Activation and \
+                "gelu" in (_activation(layer) or ""):
+            producers = model_graph.producers(layer)
+            known = producers[0] if len(producers) == 1 and isinstance(
+                producers[0], FakeQuant) else None
+            return SigmoidGELU(None if known is None else (known.min_value, known.max_value),
+                               bits=known.bits if known else 8, name=layer.name)
         return _replacement(layer, target)
 
     return graph.rebuild(model, replace)

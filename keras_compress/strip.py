@@ -29,6 +29,7 @@ from keras_compress import graph, model_walk
 from keras_compress._wrapper_base import CompressionWrapper
 from keras_compress.distillation.distiller import Distiller
 from keras_compress.quantization.activations import ActivationQuantizer
+from keras_compress.quantization.inner import QuantizedLayerNormalization
 from keras_compress.quantization.wrapper import QuantizeWrapper
 
 __all__ = ["strip"]
@@ -62,7 +63,8 @@ def strip(model: keras.layers.Layer, shrink: bool = False,
         return strip(model.student, shrink=shrink, target=target)
     if not model_walk.is_model(model):
         return model_walk.copy_layer(model)
-    if target is None and any(isinstance(layer, (QuantizeWrapper, ActivationQuantizer))
+    if target is None and any(isinstance(layer, (QuantizeWrapper, ActivationQuantizer,
+                                                 QuantizedLayerNormalization))
                               for layer in model_walk.iter_layers(model)):
         target = "litert"
     plain = graph.rebuild(model, _strip_layer)
@@ -78,6 +80,6 @@ def strip(model: keras.layers.Layer, shrink: bool = False,
 
 
 def _strip_layer(layer: keras.layers.Layer) -> keras.layers.Layer | None:
-    if isinstance(layer, (CompressionWrapper, ActivationQuantizer)):
+    if isinstance(layer, (CompressionWrapper, ActivationQuantizer, QuantizedLayerNormalization)):
         return layer.stripped()
     return None

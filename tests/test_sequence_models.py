@@ -50,7 +50,10 @@ def test_qat_converts_fully_int8_within_a_point_and_micro_agrees(name, mnist):
     qat = compile_classifier(kc.quantize(model), 2e-4)
     qat.fit(x, y, batch_size=64, epochs=1, verbose=0)
     plain = kc.strip(qat)
-    tfl = tflite_export.convert(plain, "int8", representative_data=x[:200])
+    # Attention and LayerNormalization carry QAT ranges on every inner tensor:
+    # no calibration; the fused LSTM's gates and the GRU's steps are calibrated.
+    data = None if name in ("vit", "tokens") else x[:200]
+    tfl = tflite_export.convert(plain, "int8", representative_data=data)
     assert tfl.is_fully_integer and not tfl.float_ops
     assert not {"QUANTIZE", "DEQUANTIZE", "WHILE"} & set(tfl.ops), tfl.op_counts
     if name == "lstm":
@@ -62,13 +65,17 @@ def test_qat_converts_fully_int8_within_a_point_and_micro_agrees(name, mnist):
     if name == "vit":  # TFLite-Micro has no GELU kernel: its form for microcontrollers
         with pytest.raises(ValueError, match="GELU"):
             tflite_export.predict(tfl, xt[:1], runtime="micro")
-        tfl = tflite_export.convert(kc.strip(qat, target="micro"), "int8",
-                                    representative_data=x[:200])
+        tfl = tflite_export.convert(kc.strip(qat, target="micro"), "int8")
         assert "GELU" not in tfl.ops and "LOGISTIC" in tfl.ops
         litert = tflite_export.predict(tfl, xt)
         assert float(np.mean(litert.argmax(-1) == yt)) >= float_acc - 0.01
-    micro = tflite_export.predict(tfl, xt[:500], runtime="micro")
-    assert np.mean(micro.argmax(-1) == litert[:500].argmax(-1)) >= 0.99
+    # TFLite-Micro against LiteRT: its reference kernels (the baseline TFLite-Micro
+    # follows), and XNNPACK, whose int8 kernels round differently (measured up
+    # to 14 output steps on the ViT), so near-ties may flip.
+    micro = tflite_export.predict(tfl, xt[:500], runtime="micro").argmax(-1)
+    reference = tflite_export.predict(tfl, xt[:500], runtime="litert-reference").argmax(-1)
+    assert np.mean(micro == reference) >= 0.99
+    assert np.mean(micro == litert[:500].argmax(-1)) >= 0.98
 
 
 def test_deploy_forms_compute_what_the_stock_layers_compute():
@@ -124,3 +131,29 @@ def test_transformer_prunes_attention_and_qat_saves_and_resumes(tmp_path, mnist)
     for layer in stripped.layers:  # pruned zeros survive QAT
         if isinstance(layer, L.MultiHeadAttention):
             assert np.mean(layer._query_dense.kernel.numpy() == 0) >= 0.49
+
+
+def test_inner_quantizers_observe_and_strip_to_the_same_function():
+    from keras_compress.quantization import inner
+
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(8, 6, 16)) * 2 + 0.5).astype("float32")
+    norm = L.LayerNormalization(epsilon=1e-5)
+    norm.build(x.shape)
+    norm.set_weights([rng.normal(size=16).astype("float32") + 1,
+                      rng.normal(size=16).astype("float32")])
+    attention = L.MultiHeadAttention(2, 8)
+    attention(x, x)
+    for layer in attention.weights:
+        layer.assign(layer.numpy() + 0.05)
+    for stock, run in ((norm, lambda layer, training=None: layer(x, training=training)),
+                       (attention, lambda layer, training=None: layer(x, x, training=training))):
+        qat = inner.qat_form(stock)
+        np.testing.assert_allclose(run(qat), run(stock), atol=1e-5)  # nothing observed yet
+        quantized = run(qat, training=True).numpy()   # observes, then fake-quantizes
+        assert all(float(q.observed.numpy()) == 1.0 for q in qat.quantizers.values())
+        reference = run(stock).numpy()   # int8 noise: a few steps of the output's range
+        assert 0 < np.abs(quantized - reference).max() < 0.05 * np.ptp(reference)
+        plain = qat.stripped() if hasattr(qat, "stripped") else qat.frozen()
+        np.testing.assert_allclose(run(plain), run(qat), atol=1e-5)
+        assert set(plain.ranges) == set(qat.quantizers)

@@ -16,6 +16,7 @@ from keras_compress import graph as graph_lib
 from keras_compress import model_walk
 from keras_compress._wrapper_base import unwrap
 from keras_compress.pruning.wrapper import PruningWrapper
+from keras_compress.quantization import inner as inner_quantizers
 from keras_compress.quantization.activations import ActivationQuantizer
 from keras_compress.quantization.planner import (
     FIXED_RANGE,
@@ -69,14 +70,19 @@ class Rewriter(Planner):
             new = GLOBAL_AVERAGE[type(layer)](
                 data_format=layer.data_format, keepdims=True, name=layer.name)
         else:
-            new = model_walk.copy_layer(layer)
+            new = self._inner_form(layer) or model_walk.copy_layer(layer)
         self.by_new[id(new)] = plan
         return new
+
+    def _inner_form(self, layer):
+        """A LayerNormalization or attention with activation quantizers on its
+        intermediate tensors (8-bit only: 16-bit ranges come from calibration)."""
+        return inner_quantizers.qat_form(layer) if self.options.activation_bits == 8 else None
 
     def _wrap(self, layer, plan: Plan) -> QuantizeWrapper:
         if isinstance(separable_base(layer), SEPARABLE):
             return self._wrap_separable(layer, plan)
-        inner = model_walk.copy_layer(layer)
+        inner = self._inner_form(layer) or model_walk.copy_layer(layer)
         if plan.split:
             base = unwrap(inner)
             base.activation = keras.activations.get("linear")

@@ -339,6 +339,8 @@ class QuantizeWrapper(CompressionWrapper):
         prunable.variable(plain, layouts[0].attr).assign(kernel)
         if bias is not None:
             prunable.variable(plain, layouts[0].bias).assign(bias)
+        if hasattr(plain, "frozen"):  # attention with inner quantizers: their ranges fixed
+            return plain.frozen()
         if self.weight_bits < 8:
             # The converter must see the bit width to pack the kernel (INT4).
             storage = None
