@@ -85,7 +85,8 @@ def _measure(label, tfl, xt, yt, keras_model=None) -> dict:
         reference = tflite_export.predict(tfl, xt, runtime="litert-reference").argmax(-1)
         micro = tflite_export.predict(tfl, xt, runtime="micro").argmax(-1)
         reference_agreement = float(np.mean(reference == micro))
-    return {"label": label, "size": tfl.size, "fully_integer": tfl.is_fully_integer,
+    return {"label": label, "size": tfl.size, "slim": tflite_export.slim(tfl).size,
+            "fully_integer": tfl.is_fully_integer,
             "ops": dict(tfl.op_counts), "keras": result.keras_accuracy,
             "litert": result.litert_accuracy, "micro": result.micro_accuracy,
             "agreement": result.micro_agreement, "reference_agreement": reference_agreement,
@@ -222,7 +223,9 @@ def render(results: list[dict], tfmot: dict, config: dict, large: dict | None = 
         "XNNPACK, the rows of one model timed interleaved; TFLite-Micro: the Python "
         "interpreter's median invoke and its measured arena. \"TFLM = LiteRT\" is argmax "
         "agreement with LiteRT's default (XNNPACK) kernels, \"ref.\" with its reference "
-        "kernels, which TFLite-Micro's follow (XNNPACK's int8 kernels round differently). The LSTM is one fused "
+        "kernels, which TFLite-Micro's follow (XNNPACK's int8 kernels round differently). "
+        "\"slimmed\": `tflite_export.slim` (identical constant tensors merged, inner names "
+        "dropped; bit-exact). The LSTM is one fused "
         "UNIDIRECTIONAL_SEQUENCE_LSTM op; the GRU is unrolled (TFLite has no fused GRU).",
         "",
     ]
@@ -231,14 +234,15 @@ def render(results: list[dict], tfmot: dict, config: dict, large: dict | None = 
                   f"float, tuned: {_pct(r['float_tuned'])}; TFMOT: "
                   f"{tfmot.get(r['model'], '-')})", "",
                   "| model | fully int8 | LiteRT acc. | TFLite-Micro acc. | TFLM = LiteRT | "
-                  "TFLM = LiteRT ref. | .tflite bytes | LiteRT ms | TFLM ms | arena bytes |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "TFLM = LiteRT ref. | .tflite bytes | slimmed | LiteRT ms | TFLM ms | "
+                  "arena bytes |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in r["rows"]:
             lines.append(
                 f"| {row['label']} | {'yes' if row['fully_integer'] else 'no'} | "
                 f"{_pct(row['litert'])} | {_pct(row['micro'])} | {_pct(row['agreement'])} | "
                 f"{_pct(row['reference_agreement'])} | "
-                f"{row['size']:,} | {row['litert_ms']:.3f} | "
+                f"{row['size']:,} | {row['slim']:,} | {row['litert_ms']:.3f} | "
                 f"{'-' if row['micro_ms'] is None else format(row['micro_ms'], '.2f')} | "
                 f"{'-' if row['arena'] is None else format(row['arena'], ',')} |")
         lines.append("")

@@ -33,6 +33,7 @@ from tflite_export.micro import (MicroArtifacts, decompression_bytes, export_mic
 from tflite_export.micro_compress import MicroCompression, TensorEncoding, compress_micro
 from tflite_export.model import TensorInfo, TFLiteModel
 from tflite_export.runtime import RUNTIMES, predict
+from tflite_export.slim import slim
 from tflite_export.weights import quantize_weights
 
 __all__ = [
@@ -64,4 +65,5 @@ __all__ = [
     "predict",
     "quantize_weights",
     "read_metadata",
+    "slim",
 ]
