@@ -77,10 +77,9 @@ def _define_flags() -> None:
 def _compiled(model, lr):
     import keras
 
-    model.compile(keras.optimizers.Adam(lr),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
+    from benchmarks import _cases
+
+    return _cases.compile(model, keras.optimizers.Adam(lr))
 
 
 def _measure(stage, tfl, xt, yt, float_bytes, keras_acc=None, micro=False,

@@ -67,10 +67,9 @@ def _define_flags() -> None:
 def _compiled(model, lr):
     import keras
 
-    model.compile(keras.optimizers.Adam(lr),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
+    from benchmarks import _cases
+
+    return _cases.compile(model, keras.optimizers.Adam(lr))
 
 
 def _measure(label, tfl, xt, yt, keras_model=None) -> dict:

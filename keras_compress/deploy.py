@@ -89,6 +89,20 @@ class SigmoidGELU(L.Layer):
         return {**super().get_config(), "input_range": self.input_range, "bits": self.bits}
 
 
+def fixed_fake_quant(layer):
+    """`at(point, tensor)` fake-quantizing with the constant `layer.ranges`
+    {point: (min, max)} at `layer.bits` (points without a range pass)."""
+    from keras_compress.quantization import quantizers
+
+    def at(point, tensor):
+        if point not in layer.ranges:
+            return tensor
+        lo, hi = layer.ranges[point]
+        return quantizers.fake_quant_activation(tensor, lo, hi, layer.bits)
+
+    return at
+
+
 def layer_norm_ops(layer, inputs, at=None):
     """LayerNormalization over the last axis as int8 kernels compute it: mean,
     subtract, multiply, mean, add, rsqrt, multiply (gamma), add (beta);
@@ -124,15 +138,7 @@ class DecomposedLayerNormalization(L.LayerNormalization):
         self.ranges, self.bits = dict(ranges or {}), bits
 
     def call(self, inputs):
-        return layer_norm_ops(self, inputs, self._fake_quant if self.ranges else None)
-
-    def _fake_quant(self, point, tensor):
-        from keras_compress.quantization import quantizers
-
-        if point not in self.ranges:
-            return tensor
-        lo, hi = self.ranges[point]
-        return quantizers.fake_quant_activation(tensor, lo, hi, self.bits)
+        return layer_norm_ops(self, inputs, fixed_fake_quant(self) if self.ranges else None)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

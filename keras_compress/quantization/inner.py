@@ -36,8 +36,7 @@ from typing import Any
 
 import keras
 
-from keras_compress.deploy import DecomposedLayerNormalization, layer_norm_ops
-from keras_compress.quantization import quantizers
+from keras_compress.deploy import DecomposedLayerNormalization, fixed_fake_quant, layer_norm_ops
 from keras_compress.quantization.activations import ActivationQuantizer
 
 __all__ = ["QuantizedLayerNormalization", "QuantizedMultiHeadAttention",
@@ -91,9 +90,13 @@ def _ranges(quantizers_by_point: dict, owner: str) -> dict[str, list[float]]:
     return ranges
 
 
-def _attention(layer, query, key, value, attention_mask, training, at):
+def _attention(layer, query, key, value, attention_mask, training, use_causal_mask, at):
     """`MultiHeadAttention._compute_attention`'s explicit path (scores
     materialised), `at(point, tensor)` applied to each stored tensor."""
+    if use_causal_mask:
+        causal = layer._compute_causal_mask(query, value)
+        attention_mask = causal if attention_mask is None else keras.ops.logical_and(
+            keras.ops.cast(attention_mask, "bool"), causal)
     query, key, value = at("query", query), at("key", key), at("value", value)
     query = at("scaled_query", query * keras.ops.cast(layer._inverse_sqrt_key_dim, query.dtype))
     scores = at("scores", keras.ops.einsum(layer._dot_product_equation, key, query))
@@ -121,11 +124,7 @@ class QuantizedMultiHeadAttention(L.MultiHeadAttention):
 
     def _compute_attention(self, query, key, value, attention_mask=None, training=None,
                            return_attention_scores=False, use_causal_mask=False):
-        if use_causal_mask:
-            causal = self._compute_causal_mask(query, value)
-            attention_mask = causal if attention_mask is None else keras.ops.logical_and(
-                keras.ops.cast(attention_mask, "bool"), causal)
-        return _attention(self, query, key, value, attention_mask, training,
+        return _attention(self, query, key, value, attention_mask, training, use_causal_mask,
                           lambda p, t: self.quantizers[p](t, training=training))
 
     def frozen(self) -> "FrozenMultiHeadAttention":
@@ -157,17 +156,8 @@ class FrozenMultiHeadAttention(L.MultiHeadAttention):
 
     def _compute_attention(self, query, key, value, attention_mask=None, training=None,
                            return_attention_scores=False, use_causal_mask=False):
-        if use_causal_mask:
-            causal = self._compute_causal_mask(query, value)
-            attention_mask = causal if attention_mask is None else keras.ops.logical_and(
-                keras.ops.cast(attention_mask, "bool"), causal)
-        return _attention(self, query, key, value, attention_mask, training, self._fake_quant)
-
-    def _fake_quant(self, point, tensor):
-        if point not in self.ranges:
-            return tensor
-        lo, hi = self.ranges[point]
-        return quantizers.fake_quant_activation(tensor, lo, hi, self.bits)
+        return _attention(self, query, key, value, attention_mask, training, use_causal_mask,
+                          fixed_fake_quant(self))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "ranges": self.ranges, "bits": self.bits}
