@@ -15,7 +15,9 @@ import keras
 import numpy as np
 import tflite_export
 
-model = keras.Sequential([keras.Input((6, 4)), keras.layers.GRU(8, unroll=True),
+# (Nonzero biases, as after training: an all-zero first step has no int8 range.)
+model = keras.Sequential([keras.Input((6, 4)),
+                          keras.layers.GRU(8, unroll=True, bias_initializer="ones"),
                           keras.layers.Dense(3)])
 x = np.random.default_rng(0).normal(size=(20, 6, 4)).astype("float32")
 tfl = tflite_export.convert(model, "int8", representative_data=x)
