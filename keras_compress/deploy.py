@@ -72,15 +72,11 @@ class SigmoidGELU(L.Layer):
         super().__init__(**kwargs)
         self.input_range = None if input_range is None else [float(v) for v in input_range]
         self.bits = bits
+        self.ranges = {} if input_range is None else {
+            "scaled": [1.702 * v for v in self.input_range]}
 
     def call(self, x):
-        scaled = 1.702 * x
-        if self.input_range is not None:
-            from keras_compress.quantization import quantizers
-
-            lo, hi = self.input_range
-            scaled = quantizers.fake_quant_activation(scaled, 1.702 * lo, 1.702 * hi, self.bits)
-        return x * keras.ops.sigmoid(scaled)
+        return x * keras.ops.sigmoid(fixed_fake_quant(self)("scaled", 1.702 * x))
 
     def compute_output_shape(self, input_shape):
         return input_shape
