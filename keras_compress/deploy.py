@@ -224,9 +224,7 @@ def _replacement(layer, target: str):
     if not isinstance(layer, keras.layers.Layer):
         return None
     if type(layer) is L.LayerNormalization:
-        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        rank = len(layer.get_build_config()["input_shape"]) if layer.built else None
-        if rank is not None and [a % rank for a in axes] == [rank - 1]:
+        if model_walk.normalizes_last_axis(layer):
             return _retype(layer, DecomposedLayerNormalization, axis=-1)
         return None
     if type(layer) is L.Embedding and not getattr(layer, "quantization_mode", None):
@@ -235,7 +233,7 @@ def _replacement(layer, target: str):
         return _retype(layer, FusedLSTM)
     if type(layer) is L.GRU and not layer.unroll:
         return _retype(layer, L.GRU, unroll=True)
-    if target == "micro" and "gelu" in (_activation(layer) or ""):  # also gelu_approximate
+    if target == "micro" and "gelu" in model_walk.activation_name(layer):  # and gelu_approximate
         new = _retype(layer, type(layer), activation=sigmoid_gelu)
         return _with_sublayers_deployed(new, target) or new
     return _with_sublayers_deployed(layer, target)
@@ -261,14 +259,6 @@ def _with_sublayers_deployed(layer, target: str):
             setattr(new, name, replacement)
             new._tracker.lock()
     return new
-
-
-def _activation(layer) -> str | None:
-    fn = getattr(layer, "activation", None)
-    if fn is None or not callable(fn):
-        return None
-    name = keras.activations.serialize(fn)
-    return name if isinstance(name, str) else getattr(fn, "__name__", None)
 
 
 def _retype(layer, cls, **changes: Any):
@@ -325,7 +315,7 @@ def deploy(model: keras.Model, target: str = "litert") -> keras.Model:
         if id(layer) in after_lstm:
             return L.Identity(name=layer.name)
         if target == "micro" and type(layer) is L.Activation and \
-                "gelu" in (_activation(layer) or ""):
+                "gelu" in model_walk.activation_name(layer):
             producers = model_graph.producers(layer)
             known = producers[0] if len(producers) == 1 and isinstance(
                 producers[0], FakeQuant) else None

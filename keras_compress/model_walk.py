@@ -56,6 +56,25 @@ def build_input_shape(layer: keras.layers.Layer) -> tuple | None:
     return tuple(shape) if shape is not None else None
 
 
+def normalizes_last_axis(layer: keras.layers.Layer) -> bool:
+    """Whether a built normalization layer (`axis`) works over its input's
+    last axis only; False when its input shape is unknown."""
+    shape = build_input_shape(layer)
+    if not shape:
+        return False
+    axes = layer.axis if isinstance(layer.axis, (tuple, list)) else (layer.axis,)
+    return tuple(a % len(shape) for a in axes) == (len(shape) - 1,)
+
+
+def activation_name(layer: keras.layers.Layer) -> str:
+    """'linear', 'relu', 'relu6' or another Keras activation name."""
+    fn = getattr(layer, "activation", None)
+    if fn is None:
+        return "linear"
+    name = keras.activations.serialize(fn)
+    return name if isinstance(name, str) else getattr(fn, "__name__", str(name))
+
+
 def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """Every layer reachable from `layer`: the leaves of Sequential/functional
     models, plus subclassed models/layers and the sub-layers they track as

@@ -154,6 +154,6 @@ def test_inner_quantizers_observe_and_strip_to_the_same_function():
         assert all(float(q.observed.numpy()) == 1.0 for q in qat.quantizers.values())
         reference = run(stock).numpy()   # int8 noise: a few steps of the output's range
         assert 0 < np.abs(quantized - reference).max() < 0.05 * np.ptp(reference)
-        plain = qat.stripped() if hasattr(qat, "stripped") else qat.frozen()
+        plain = qat.stripped()
         np.testing.assert_allclose(run(plain), run(qat), atol=1e-5)
         assert set(plain.ranges) == set(qat.quantizers)

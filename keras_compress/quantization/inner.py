@@ -36,6 +36,7 @@ from typing import Any
 
 import keras
 
+from keras_compress import model_walk
 from keras_compress.deploy import DecomposedLayerNormalization, fixed_fake_quant, layer_norm_ops
 from keras_compress.quantization.activations import ActivationQuantizer
 
@@ -60,7 +61,7 @@ class QuantizedLayerNormalization(L.LayerNormalization):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.quantizers = {p: ActivationQuantizer(self.bits, self.momentum, name=p)
+        self.quantizers = {p: ActivationQuantizer(self.bits, self.momentum, name=f"{self.name}_{p}")
                            for p in NORM_POINTS}
         for q in self.quantizers.values():
             q.build()
@@ -71,7 +72,7 @@ class QuantizedLayerNormalization(L.LayerNormalization):
     def stripped(self) -> DecomposedLayerNormalization:
         config = {k: v for k, v in self.get_config().items() if k not in ("bits", "momentum")}
         plain = DecomposedLayerNormalization.from_config(
-            {**config, "ranges": _ranges(self.quantizers, self.name), "bits": self.bits})
+            {**config, "ranges": _ranges(self.quantizers), "bits": self.bits})
         plain.build_from_config(self.get_build_config())
         plain.set_weights([w.numpy() for w in (self.gamma, self.beta) if w is not None])
         return plain
@@ -80,13 +81,13 @@ class QuantizedLayerNormalization(L.LayerNormalization):
         return {**super().get_config(), "bits": self.bits, "momentum": self.momentum}
 
 
-def _ranges(quantizers_by_point: dict, owner: str) -> dict[str, list[float]]:
+def _ranges(quantizers_by_point: dict) -> dict[str, list[float]]:
+    """Each point's range, as its quantizer's deploy form (a `FakeQuant`) holds
+    it; a quantizer that saw no training batch says so, by name."""
     ranges = {}
     for point, q in quantizers_by_point.items():
-        if float(q.observed.numpy()) == 0.0:
-            raise ValueError(f"'{owner}' has not seen a training batch: its {point} range is "
-                             "unknown. Train the quantized model before strip().")
-        ranges[point] = list(q.range)
+        fake_quant = q.stripped()
+        ranges[point] = [fake_quant.min_value, fake_quant.max_value]
     return ranges
 
 
@@ -117,7 +118,7 @@ class QuantizedMultiHeadAttention(L.MultiHeadAttention):
 
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)
-        self.quantizers = {p: ActivationQuantizer(self.bits, self.momentum, name=p)
+        self.quantizers = {p: ActivationQuantizer(self.bits, self.momentum, name=f"{self.name}_{p}")
                            for p in ATTENTION_POINTS}
         for q in self.quantizers.values():
             q.build()
@@ -127,11 +128,11 @@ class QuantizedMultiHeadAttention(L.MultiHeadAttention):
         return _attention(self, query, key, value, attention_mask, training, use_causal_mask,
                           lambda p, t: self.quantizers[p](t, training=training))
 
-    def frozen(self) -> "FrozenMultiHeadAttention":
+    def stripped(self) -> "FrozenMultiHeadAttention":
         """The deploy form: the same weights, the ranges as constants."""
         config = {k: v for k, v in self.get_config().items() if k not in ("bits", "momentum")}
         plain = FrozenMultiHeadAttention.from_config(
-            {**config, "ranges": _ranges(self.quantizers, self.name), "bits": self.bits})
+            {**config, "ranges": _ranges(self.quantizers), "bits": self.bits})
         plain.build_from_config(self.get_build_config())
         weights = [w.numpy() for w in self.weights if not _is_quantizer_weight(self, w)]
         plain.set_weights(weights)
@@ -167,10 +168,7 @@ def qat_form(layer):
     """The QAT form of a stock LayerNormalization (last axis) or
     MultiHeadAttention, built, weights copied; None for any other layer."""
     if type(layer) is L.LayerNormalization:
-        shape = layer.get_build_config()["input_shape"] if layer.built else None
-        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        if shape is None or [a % len(shape) for a in axes] != [len(shape) - 1] or \
-                getattr(layer, "rms_scaling", False):
+        if not model_walk.normalizes_last_axis(layer) or getattr(layer, "rms_scaling", False):
             return None
         new = QuantizedLayerNormalization.from_config({**layer.get_config(), "axis": -1})
     elif type(layer) is L.MultiHeadAttention and layer.built:

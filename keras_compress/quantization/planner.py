@@ -254,17 +254,11 @@ def is_per_channel_affine(layer, fold_batchnorm: bool) -> bool:
     if isinstance(layer, L.Rescaling):
         return True
     if isinstance(layer, L.Normalization):
-        return not layer.invert and _last_axis_only(layer)
+        return not layer.invert and model_walk.normalizes_last_axis(layer)
     if isinstance(layer, L.BatchNormalization):
-        return fold_batchnorm and _last_axis_only(layer) and not (
+        return fold_batchnorm and model_walk.normalizes_last_axis(layer) and not (
             getattr(layer, "renorm", False) or getattr(layer, "synchronized", False))
     return False
-
-
-def _last_axis_only(layer) -> bool:
-    rank = len(input_shape(layer))
-    axes = layer.axis if isinstance(layer.axis, (tuple, list)) else (layer.axis,)
-    return tuple(a % rank for a in axes) == (rank - 1,)
 
 
 def input_shape(layer) -> tuple:

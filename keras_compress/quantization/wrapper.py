@@ -41,6 +41,7 @@ import numpy as np
 
 from keras_compress import registry
 from keras_compress._wrapper_base import CompressionWrapper, lookup, unwrap
+from keras_compress.model_walk import activation_name
 from keras_compress.pruning import prunable
 from keras_compress.quantization import quantizers
 from keras_compress.quantization.kernel import QuantizedKernel, packable, per_tensor_for
@@ -62,15 +63,6 @@ def is_quantizable(layer: keras.layers.Layer) -> bool:
     base = unwrap(layer)
     rule = registry.rule_for(base)
     return rule is not None and rule.qat in WRAPPED
-
-
-def activation_name(layer: keras.layers.Layer) -> str:
-    """'linear', 'relu', 'relu6' or another Keras activation name."""
-    fn = getattr(layer, "activation", None)
-    if fn is None:
-        return "linear"
-    name = keras.activations.serialize(fn)
-    return name if isinstance(name, str) else getattr(fn, "__name__", str(name))
 
 
 def _apply_activation(name: str | None, x):
@@ -339,8 +331,8 @@ class QuantizeWrapper(CompressionWrapper):
         prunable.variable(plain, layouts[0].attr).assign(kernel)
         if bias is not None:
             prunable.variable(plain, layouts[0].bias).assign(bias)
-        if hasattr(plain, "frozen"):  # attention with inner quantizers: their ranges fixed
-            return plain.frozen()
+        if hasattr(plain, "stripped"):  # attention with inner quantizers: their ranges fixed
+            return plain.stripped()
         if self.weight_bits < 8:
             # The converter must see the bit width to pack the kernel (INT4).
             storage = None
