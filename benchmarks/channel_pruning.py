@@ -14,8 +14,9 @@ TFLite-Micro, and `kc.profile`'s parameters and MACs.
     python -m benchmarks.channel_pruning --quick        # a few minutes
     python -m benchmarks.channel_pruning --full         # LeNet-5, ResNet-8, DS-CNN
 
-Trained pruned int8 rows are cached (--cache_dir) under a key of what their
-training computes, so a rerun measures without retraining.
+Trained pruned int8 rows are cached (--cache_dir, and for --full also in
+`benchmarks/baselines/`, which carries them to the next machine) under a key
+of what their training computes, so a rerun measures without retraining.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ KEY = "channel_pruning"
 REPO = Path(__file__).resolve().parents[1]
 # (prune epochs, fine-tune epochs, QAT epochs, learning rate) per mode.
 RECIPES = {"lenet5": {"quick": (1, 0, 1, 5e-4), "full": (4, 2, 2, 5e-4)},
-           "resnet8": {"quick": (1, 0, 1, 2e-4), "full": (8, 6, 2, 5e-4)},
-           "ds_cnn": {"quick": (1, 0, 1, 2e-4), "full": (4, 2, 2, 5e-4)}}
+           "resnet8": {"quick": (1, 0, 1, 2e-4), "full": (10, 20, 4, 5e-4)},
+           "ds_cnn": {"quick": (1, 0, 1, 2e-4), "full": (6, 12, 3, 5e-4)}}
 # Version of what the pruned rows' training computes: bump it when that changes.
-SEMANTICS = 1
+SEMANTICS = 2  # 2: with round_to, a MACs/params target removes whole blocks
 
 
 def _define_flags() -> None:
@@ -150,6 +151,10 @@ def run_case(name: str, config: dict) -> dict:
         """(int8 TFLiteModel, {params, macs}) of one pruned row, from the cache
         (keyed on what its training computes) or trained now."""
         cached = row_path(name, config, structure, sparsity)
+        committed = (Path(config["baselines_dir"]) / cached.name
+                     if config["full"] and config.get("baselines_dir") else None)
+        if committed is not None and committed.exists() and not cached.exists():
+            cached = committed
         if cached.exists():
             print(f"   (trained row from {cached})", flush=True)
             with np.load(cached) as saved:
@@ -164,8 +169,10 @@ def run_case(name: str, config: dict) -> dict:
         buffer = io.BytesIO()
         np.savez(buffer, tflite=np.frombuffer(tfl.content, np.uint8),
                  meta=np.array(json.dumps(meta)))
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cached, buffer.getvalue())
+        for path in (cached, committed):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, buffer.getvalue())
         return tfl, meta
 
     before = kc.profile(teacher)
@@ -207,7 +214,9 @@ def run_case(name: str, config: dict) -> dict:
         u = rows["unstructured-pruned int8"]
         ratios["unstructured_litert"] = a["litert_ms"] / u["litert_ms"]
         ratios["unstructured_bytes"] = a["bytes"] / u["bytes"]
+    setting = {k: config[k] for k in ("target", "sparsity", "round_to", "distill")}
     return {"case": name, "recipe": recipe, "train_images": images, "test_images": len(xt),
+            "setting": setting,
             "unpruned_macs": before.total_macs, "rows": rows, "ratios": ratios, "curve": curve}
 
 
@@ -216,18 +225,20 @@ def render(results: list[dict], config: dict) -> str:
     lines = [f"## Channel pruning that removes channels ({run} run)", "",
              f"`python -m benchmarks.channel_pruning --{run}`: per case the unpruned int8 model "
              "(post-training, from the suite's float baseline) and the same model channel-pruned "
-             f"(`prune(structure=\"channel\", target=\"{config['target']}\")`, "
-             f"{config['sparsity']:g} of the {config['target']} removed, kept counts multiples "
-             f"of {config['round_to']}"
-             + (", distilled from the float baseline" if config["distill"] else "")
-             + "), `strip(shrink=True)`, QAT, int8. LiteRT: 1 thread, XNNPACK, the two models "
-             "timed interleaved; TFLite-Micro: the Python interpreter's median invoke and "
-             "measured arena. Epochs (prune, fine-tune, QAT) and Adam learning rate in each "
-             "heading.", ""]
+             "(`prune(structure=\"channel\", target=..., round_to=...)`, distilled from the "
+             "float baseline unless said), `strip(shrink=True)`, QAT, int8. LiteRT: 1 thread, "
+             "XNNPACK, the models timed interleaved; TFLite-Micro: the Python interpreter's "
+             "median invoke and measured arena. Each heading gives what was removed, the "
+             "rounding, the epochs (prune, fine-tune, QAT) and the Adam learning rate.", ""]
     for r in results:
         ratio = r["ratios"]
+        setting = r.get("setting") or {k: config[k] for k in ("target", "sparsity", "round_to",
+                                                              "distill")}
         lines += [f"### {r['case']} ({r['train_images']:,} training, {r['test_images']:,} test "
-                  f"images; epochs and rate {tuple(r['recipe'])})", "",
+                  f"images; {setting['sparsity']:g} of the {setting['target']} removed, "
+                  f"round_to={setting['round_to']}"
+                  + ("" if setting["distill"] else ", not distilled")
+                  + f"; epochs and rate {tuple(r['recipe'])})", "",
                   "| model | params | MACs | .tflite bytes | LiteRT ms | TFLite-Micro ms | "
                   "arena bytes | LiteRT acc | TFLite-Micro acc |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -304,7 +315,11 @@ def main(argv) -> None:
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     key = f"{KEY}_full" if FLAGS.full else KEY
     # A run of some cases keeps the section's results of the others.
-    earlier = {r["case"]: r for r in _report.load(key, docs).get("results", [])}
+    kept = _report.load(key, docs)
+    earlier = {r["case"]: r for r in kept.get("results", [])}
+    for r in earlier.values():  # results from before each case recorded its setting
+        r.setdefault("setting", {k: kept["config"][k] for k in ("target", "sparsity", "round_to",
+                                                                "distill")})
     merged = {**earlier, **fresh}
     results = [merged[name] for name in RECIPES if name in merged]
     markdown = render(results, config)

@@ -294,3 +294,61 @@ def test_the_pruning_guide_snippet_runs_as_written():
         exec(compile(block, "docs/pruning.md", "exec"), namespace)
     assert namespace["small"].get_layer("a").filters == 8
     assert kc.profile(namespace["small"]).total_macs < kc.profile(namespace["model"]).total_macs
+
+
+def _conv_chain():
+    x = keras.Input((16, 16, 3))
+    h = x
+    for i, width in enumerate((16, 16, 32, 32)):
+        h = L.Conv2D(width, 3, padding="same", activation="relu", name=f"c{i}")(h)
+    out = L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(h))
+    return keras.Model(x, out)
+
+
+def test_a_rounded_macs_target_removes_whole_blocks_and_is_met():
+    """round_to=8 on 16- and 32-channel groups: the budget is spent in blocks
+    of 8, so the target is met with counts that are multiples of 8 (rounding
+    the counts after a channel-by-channel choice gave most channels back)."""
+    model = _conv_chain()
+    x = np.random.default_rng(0).random((8, 16, 16, 3), dtype="float32")
+    for round_to, share in ((8, 0.5), (16, 0.4)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the logits keep their channels
+            pruned = kc.prune(model, kc.ConstantSparsity(share, 0), structure="channel",
+                              target="macs", round_to=round_to)
+        pruned.compile(keras.optimizers.SGD(0.0), "mse")
+        pruned.fit(x, np.zeros((8, 10)), batch_size=8, epochs=1, verbose=0,
+                   callbacks=[kc.PruningCallback()])
+        small = kc.shrink(pruned)
+        widths = [small.get_layer(f"c{i}").filters for i in range(4)]
+        assert all(w % round_to == 0 for w in widths), (round_to, widths)
+        before, after = kc.profile(model).total_macs, kc.profile(small).total_macs
+        assert after <= (1 - share) * before, (round_to, widths, after / before)
+
+
+def test_global_selection_without_rounding_is_the_channel_by_channel_ranking():
+    """With round_to=1 the block-wise selection equals the plain greedy: every
+    channel of every group ranked by importance over its group's mean and
+    relative cost, removed in that order until the MACs budget is spent."""
+    from keras_compress.pruning import groups as groups_lib
+
+    specs, _ = groups_lib.plan(_conv_chain(), target="macs")
+    unique = list({s.key: s for s in specs.values()}.values())
+    rng = np.random.default_rng(1)
+    groups = [(s, rng.random(s.channels) + 0.01) for s in unique]
+    for sparsity in (0.2, 0.45, 0.7):
+        masks = groups_lib.select(groups, sparsity, "global")
+        mean_cost = np.mean([s.cost() for s, _ in groups])
+        order = sorted((score / scores.mean() / (s.cost() / mean_cost), g, c)
+                       for g, (s, scores) in enumerate(groups) for c, score in enumerate(scores))
+        budget = groups_lib._Budget([s for s, _ in groups])
+        expected = [np.ones(s.channels, np.float32) for s, _ in groups]
+        for _, g, c in order:
+            if budget.spent + 1e-9 >= sparsity * budget.whole:
+                break
+            if expected[g].sum() <= 1:
+                continue
+            expected[g][c] = 0.0
+            budget.remove(g)
+        for got, want in zip(masks, expected):
+            np.testing.assert_array_equal(got, want)

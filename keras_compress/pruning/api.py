@@ -247,7 +247,10 @@ def _channel_groups(model, selected, schedule, ranking, args, named=None):
         raise ValueError(
             f"The schedule's sparsity {schedule.target_sparsity:g} of the model's {target} "
             f"cannot be reached by channel pruning: at most {reach:.3f} (every prunable group "
-            f"down to min_channels={args['min_channels']}). Lower the target.")
+            f"down to min_channels={args['min_channels']}"
+            + (f", rounded up to a multiple of round_to={args['round_to']}"
+               if args["round_to"] > 1 else "")
+            + "). Lower the target" + (" or round_to." if args["round_to"] > 1 else "."))
     return kept, specs_out
 
 

@@ -17,12 +17,15 @@ fraction; otherwise one global ranking of all groups' channels, each score
 divided by its group's mean (so layers of different scales compare) and by
 the group's cost per channel relative to the mean cost (so a MACs or
 parameter budget is met by the cheapest importance), removes channels until
-the budget is spent. `min_channels` and `round_to` bound every group.
+the budget is spent. `min_channels` bounds every group; with `round_to` a
+group loses a block at a time (its least important channels down to the next
+multiple), so the budget counts exactly what the rounded counts remove.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 
 import keras
@@ -184,33 +187,44 @@ def select(groups: list[tuple[ChannelSpec, np.ndarray]], sparsity: float,
         return masks
     costs = [spec.cost() for spec, _ in groups]
     mean_cost = float(np.mean(costs)) or 1.0
-    entries = []
-    for g, (spec, scores) in enumerate(groups):
+    # Per group, its channels from least to most important (score over the
+    # group's mean score and relative cost); removed a block at a time, the
+    # block taking the group to its next allowed count (a multiple of
+    # `round_to`), so the budget counts what rounding will really remove.
+    values, orders = [], []
+    for spec, scores in groups:
         scale = float(np.mean(scores)) or 1.0
-        for c, score in enumerate(scores):
-            entries.append((score / scale / (spec.cost() / mean_cost or 1.0), g, c))
-    entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        value = np.asarray(scores, np.float64) / scale / (spec.cost() / mean_cost or 1.0)
+        values.append(value)
+        orders.append(np.argsort(value, kind="stable"))
+    removed = [0] * len(groups)
+    floor = [_kept(spec, 1) for spec, _ in groups]
+
+    def next_block(g):
+        """(value, group, first channel, channels) of group g's next removal."""
+        spec = groups[g][0]
+        keep = spec.channels - removed[g]
+        lower = max((keep - 1) // spec.round_to * spec.round_to, floor[g])
+        if lower >= keep:
+            return None
+        block = orders[g][removed[g]: removed[g] + keep - lower]
+        return float(np.mean(values[g][block])), g, int(block[0]), block
+
+    heap = [b for b in map(next_block, range(len(groups))) if b is not None]
+    heapq.heapify(heap)
     budget = _Budget([spec for spec, _ in groups])
     goal = sparsity * budget.whole
-    removed = [0] * len(groups)
     alive = [np.ones(spec.channels, np.float32) for spec, _ in groups]
-    for _, g, c in entries:
-        spec = groups[g][0]
-        if budget.spent + 1e-9 >= goal:
-            break
-        if spec.channels - removed[g] <= max(spec.min_channels, 1):
-            continue
-        alive[g][c] = 0.0
-        removed[g] += 1
-        budget.remove(g)
-    masks = []
-    for (spec, scores), mask in zip(groups, alive):
-        keep = _kept(spec, int(mask.sum()))
-        if keep > mask.sum():  # round_to: give back the best removed channels
-            order = [c for c in np.argsort(-scores, kind="stable") if mask[c] == 0]
-            mask[order[: keep - int(mask.sum())]] = 1.0
-        masks.append(mask)
-    return masks
+    while heap and budget.spent + 1e-9 < goal:
+        _, g, _, block = heapq.heappop(heap)
+        for c in block:
+            alive[g][c] = 0.0
+            removed[g] += 1
+            budget.remove(g)
+        following = next_block(g)
+        if following is not None:
+            heapq.heappush(heap, following)
+    return alive
 
 
 class _Budget:
@@ -254,7 +268,7 @@ def reachable(specs: list[ChannelSpec]) -> float:
         return 0.0
     budget = _Budget(groups)
     for g, spec in enumerate(groups):
-        for _ in range(spec.channels - max(spec.min_channels, 1)):
+        for _ in range(spec.channels - _kept(spec, 1)):
             budget.remove(g)
     return budget.spent / budget.whole if budget.whole else 0.0
 
