@@ -43,7 +43,14 @@ RECIPES = {"lenet5": {"quick": (1, 0, 1, 5e-4), "full": (4, 2, 2, 5e-4)},
            "resnet8": {"quick": (1, 0, 1, 2e-4), "full": (10, 20, 4, 5e-4)},
            "ds_cnn": {"quick": (1, 0, 1, 2e-4), "full": (6, 12, 3, 5e-4)}}
 # Version of what the pruned rows' training computes: bump it when that changes.
-SEMANTICS = 2  # 2: with round_to, a MACs/params target removes whole blocks
+SEMANTICS = 1
+
+
+def _semantics(config: dict) -> int:
+    """SEMANTICS, or 2 for rows a change of the selection altered: a MACs or
+    parameter target with round_to > 1 now removes whole blocks of channels
+    (rows pruned by each group's channels are computed as before)."""
+    return 2 if config["target"] != "channels" and config["round_to"] > 1 else SEMANTICS
 
 
 def _define_flags() -> None:
@@ -118,7 +125,7 @@ def row_path(name: str, config: dict, structure: str, sparsity: float) -> Path:
     recipe = RECIPES[name]["full" if config["full"] else "quick"]
     float_name = _cache.float_cache(config, name, (images, float_epochs), case).name
     key = json.dumps([name, images, recipe, config["target"], sparsity, config["round_to"],
-                      config["distill"], SEMANTICS, _keys.semantics("ours"), float_name])
+                      config["distill"], _semantics(config), _keys.semantics("ours"), float_name])
     return Path(config["cache_dir"]) / (
         f"{name}-{structure}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
 
