@@ -42,6 +42,13 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"lenet5": {"quick": (1, 0, 1, 5e-4), "full": (4, 2, 2, 5e-4)},
            "resnet8": {"quick": (1, 0, 1, 2e-4), "full": (10, 20, 4, 5e-4)},
            "ds_cnn": {"quick": (1, 0, 1, 2e-4), "full": (6, 12, 3, 5e-4)}}
+# What each case removes by default (flags override): for the CIFAR-10 models
+# half the MACs in blocks of 8 channels, which thins the high-resolution layers
+# that dominate the arena and the TFLite-Micro time; for LeNet-5 a share of
+# every group's channels (its MACs are in conv2, its bytes in fc1).
+SETTINGS = {"lenet5": dict(target="channels", sparsity=0.4, round_to=4),
+            "resnet8": dict(target="macs", sparsity=0.5, round_to=8),
+            "ds_cnn": dict(target="macs", sparsity=0.5, round_to=8)}
 # Version of what the pruned rows' training computes: bump it when that changes.
 SEMANTICS = 1
 
@@ -58,13 +65,15 @@ def _define_flags() -> None:
     flags.DEFINE_bool("full", False, "The real run.")
     flags.DEFINE_list("cases", list(RECIPES), "Cases to run; empty (--cases=) only rewrites "
                       "the section from the results kept in docs/benchmarks.json.")
-    flags.DEFINE_enum("target", "channels", ["channels", "macs"],
+    flags.DEFINE_enum("target", None, ["channels", "macs"],
                       "What --sparsity counts: each group's channels (uniform, which "
                       "removes about as many parameters as MACs) or the model's MACs "
-                      "(one global ranking).")
-    flags.DEFINE_float("sparsity", 0.35, "Fraction of --target removed; 0.35 of every "
-                       "group's channels leaves about 0.42 of the MACs of a layer between two.")
-    flags.DEFINE_integer("round_to", 4, "Kept channel counts are multiples of this.")
+                      "(one global ranking). Default: the case's SETTINGS.")
+    flags.DEFINE_float("sparsity", None, "Fraction of --target removed; 0.35 of every "
+                       "group's channels leaves about 0.42 of the MACs of a layer between two. "
+                       "Default: the case's SETTINGS.")
+    flags.DEFINE_integer("round_to", None, "Kept channel counts are multiples of this. "
+                         "Default: the case's SETTINGS.")
     flags.DEFINE_bool("distill", True, "Distil the pruned model from the float baseline.")
     flags.DEFINE_string("data_dir", str(DATA_DIR), "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
@@ -72,7 +81,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("latency_rounds", 20, "Interleaved LiteRT rounds (5 runs each).")
     flags.DEFINE_list("contrast", ["lenet5"], "Cases that also get unstructured pruning over the "
                       "same share of the MACs, for contrast.")
-    flags.DEFINE_list("curve", ["0.15", "0.25", "0.45", "0.55"], "Further channel sparsities "
+    flags.DEFINE_list("curve", ["0.15", "0.25", "0.35", "0.45", "0.55"], "Further channel sparsities "
                       "for the accuracy-against-MACs curve of --curve_case.")
     flags.DEFINE_string("curve_case", "lenet5", "The case the curve is drawn for ('' for none).")
     flags.DEFINE_string("docs", None, "Output folder (default: docs/).")
@@ -116,6 +125,11 @@ def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape,
     return kc.strip(qat), kc.profile(small)
 
 
+def case_config(name: str, config: dict) -> dict:
+    """`config` with case `name`'s SETTINGS where it leaves them unset (None)."""
+    return {**config, **{k: v for k, v in SETTINGS[name].items() if config.get(k) is None}}
+
+
 def row_path(name: str, config: dict, structure: str, sparsity: float) -> Path:
     """Where the pruned int8 row of case `name` is cached: keyed on what its
     training computes (recipe, target, sparsity, rounding, distillation, the
@@ -138,6 +152,7 @@ def run_case(name: str, config: dict) -> dict:
     import tflite_export
     from tflite_export.model import write_atomic
 
+    config = case_config(name, config)
     case = _cases.CASES[name]
     images, tests, *_ = _cases.run_lengths(config, case)
     setup = {"model": name, "dataset": case["dataset"], "data_dir": config["data_dir"],
@@ -204,7 +219,8 @@ def run_case(name: str, config: dict) -> dict:
                        "arena": result.arena_bytes, "litert": result.litert_accuracy,
                        "micro": result.micro_accuracy, "fully_integer": tfl.is_fully_integer}
     curve = []
-    for sparsity in (config.get("curve", {}).get(name) or ()):
+    points = config.get("curve", {}).get(name)
+    for sparsity in sorted({config["sparsity"], *points}) if points else ():
         tfl, prof = artifacts["channel-pruned int8"] if sparsity == config["sparsity"] else \
             trained("channel", sparsity)
         accuracy = tflite_export.benchmark(tfl, xt, yt, name=f"channels {sparsity:g}", runs=2,
@@ -227,6 +243,9 @@ def run_case(name: str, config: dict) -> dict:
             "unpruned_macs": before.total_macs, "rows": rows, "ratios": ratios, "curve": curve}
 
 
+_NAMES = {"channels": "channels", "macs": "MACs", "params": "parameters"}
+
+
 def render(results: list[dict], config: dict) -> str:
     run = "full" if config["full"] else "quick"
     lines = [f"## Channel pruning that removes channels ({run} run)", "",
@@ -242,7 +261,7 @@ def render(results: list[dict], config: dict) -> str:
         setting = r.get("setting") or {k: config[k] for k in ("target", "sparsity", "round_to",
                                                               "distill")}
         lines += [f"### {r['case']} ({r['train_images']:,} training, {r['test_images']:,} test "
-                  f"images; {setting['sparsity']:g} of the {setting['target']} removed, "
+                  f"images; {setting['sparsity']:g} of the {_NAMES[setting['target']]} removed, "
                   f"round_to={setting['round_to']}"
                   + ("" if setting["distill"] else ", not distilled")
                   + f"; epochs and rate {tuple(r['recipe'])})", "",
@@ -314,7 +333,7 @@ def main(argv) -> None:
               "cache_dir": FLAGS.cache_dir, "baselines_dir": str(REPO / "benchmarks" / "baselines"),
               "target": FLAGS.target, "sparsity": FLAGS.sparsity, "round_to": FLAGS.round_to,
               "distill": FLAGS.distill, "contrast": list(FLAGS.contrast),
-              "curve": ({FLAGS.curve_case: sorted({FLAGS.sparsity, *map(float, FLAGS.curve)})}
+              "curve": ({FLAGS.curve_case: sorted(map(float, FLAGS.curve))}
                         if FLAGS.curve_case else {}),
               "latency_rounds": FLAGS.latency_rounds if FLAGS.full else 4}
     began = time.time()

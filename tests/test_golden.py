@@ -66,7 +66,7 @@ def test_golden_comparison_tolerates_round_off_and_catches_changes():
 
 _KEYS = """
 import json
-from benchmarks import _cache, _cases
+from benchmarks import _cache, _cases, channel_pruning
 config = {"full": True, "seed": 0, "cache_dir": "benchmarks/baselines"}
 keys = {}
 for name, case in _cases.CASES.items():
@@ -74,6 +74,10 @@ for name, case in _cases.CASES.items():
     keys[name] = _cache.float_cache(config, name, (images, epochs), case).name
     for label in ("keras-compress", _cases.DISTILLED, "TFMOT"):
         keys[name + "/" + label] = _cache.row_cache(config, name, label).name
+for name in channel_pruning.SETTINGS:  # its --full rows, at each case's setting
+    pruned = channel_pruning.case_config(name, {**config, "distill": True})
+    keys[name + "/channel"] = channel_pruning.row_path(name, pruned, "channel",
+                                                       pruned["sparsity"]).name
 print(json.dumps(keys))
 """
 
