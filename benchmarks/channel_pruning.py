@@ -4,8 +4,10 @@ the device measures (flash, RAM, latency) as well as accuracy.
 Per case, from the suite's trained float baseline (`benchmarks._cases`; the
 committed `benchmarks/baselines/` for the CIFAR-10 models): the unpruned int8
 model (post-training, 500 calibration images), and keras-compress'
-`prune(structure="channel")` removing `--sparsity` of each group's channels
-(or of the model's MACs, `--target=macs`), distilled from the float baseline, then `strip(shrink=True)`, QAT
+`prune(structure="channel")` removing the case's share (`SETTINGS`: of every
+group's channels, or of the model's MACs; `--target`, `--sparsity` and
+`--round_to` override it), distilled from the float baseline, then
+`strip(shrink=True)`, QAT
 (distilled again) and int8. Both int8 models are measured here, in one run:
 flatbuffer bytes, LiteRT latency (1 thread, XNNPACK, the two timed
 interleaved), TFLite-Micro latency and measured arena, accuracy in LiteRT and
@@ -14,8 +16,8 @@ TFLite-Micro, and `kc.profile`'s parameters and MACs.
     python -m benchmarks.channel_pruning --quick        # a few minutes
     python -m benchmarks.channel_pruning --full         # LeNet-5, ResNet-8, DS-CNN
 
-Trained pruned int8 rows are cached (--cache_dir, and for --full also in
-`benchmarks/baselines/`, which carries them to the next machine) under a key
+Trained pruned int8 rows are cached (--cache_dir; for --full each case's own
+row also in `benchmarks/baselines/`, which carries it to the next machine) under a key
 of what their training computes, so a rerun measures without retraining.
 """
 
@@ -173,8 +175,11 @@ def run_case(name: str, config: dict) -> dict:
         """(int8 TFLiteModel, {params, macs}) of one pruned row, from the cache
         (keyed on what its training computes) or trained now."""
         cached = row_path(name, config, structure, sparsity)
+        # The case's own row travels in benchmarks/baselines/; the curve's and
+        # the contrast's (LeNet-5, minutes) stay in the cache.
         committed = (Path(config["baselines_dir"]) / cached.name
-                     if config["full"] and config.get("baselines_dir") else None)
+                     if config["full"] and config.get("baselines_dir") and structure == "channel"
+                     and sparsity == config["sparsity"] else None)
         if committed is not None and committed.exists() and not cached.exists():
             cached = committed
         if cached.exists():
