@@ -9,8 +9,8 @@ group's channels, or of the model's MACs; `--target`, `--sparsity` and
 `--round_to` override it), distilled from the float baseline, then
 `strip(shrink=True)`, QAT
 (distilled again) and int8. Both int8 models are measured here, in one run:
-flatbuffer bytes, LiteRT latency (1 thread, XNNPACK, the two timed
-interleaved), TFLite-Micro latency and measured arena, accuracy in LiteRT and
+flatbuffer bytes, LiteRT latency (1 thread, XNNPACK) and TFLite-Micro latency
+(each timed with the models interleaved), the measured arena, accuracy in LiteRT and
 TFLite-Micro, and `kc.profile`'s parameters and MACs.
 
     python -m benchmarks.channel_pruning --quick        # a few minutes
@@ -211,16 +211,18 @@ def run_case(name: str, config: dict) -> dict:
         # computes (and stores) every one of them.
         share = 1.0 - artifacts["channel-pruned int8"][1]["macs"] / before.total_macs
         artifacts["unstructured-pruned int8"] = trained("unstructured", round(share, 2))
-    latency = tflite_export.compare_latency(
-        {label: tfl for label, (tfl, _) in artifacts.items()},
-        rounds=config["latency_rounds"], runs_per_round=5)
+    tfls = {label: tfl for label, (tfl, _) in artifacts.items()}
+    latency = tflite_export.compare_latency(tfls, rounds=config["latency_rounds"],
+                                            runs_per_round=5)
+    micro_latency = tflite_export.compare_latency(tfls, rounds=config["latency_rounds"],
+                                                  runs_per_round=2, warmup=2, runtime="micro")
     rows = {}
     for label, (tfl, prof) in artifacts.items():
         result = tflite_export.benchmark(tfl, xt, yt, name=label, runs=20, micro=True,
                                          progress=True)
         rows[label] = {"params": prof["params"], "macs": prof["macs"], "bytes": tfl.size,
                        "litert_ms": latency[label].median_ms,
-                       "micro_ms": result.micro.median_ms if result.micro else None,
+                       "micro_ms": micro_latency[label].median_ms,
                        "arena": result.arena_bytes, "litert": result.litert_accuracy,
                        "micro": result.micro_accuracy, "fully_integer": tfl.is_fully_integer}
     curve = []
@@ -258,9 +260,10 @@ def render(results: list[dict], config: dict) -> str:
              "(post-training, from the suite's float baseline) and the same model channel-pruned "
              "(`prune(structure=\"channel\", target=..., round_to=...)`, distilled from the "
              "float baseline unless said), `strip(shrink=True)`, QAT, int8. LiteRT: 1 thread, "
-             "XNNPACK, the models timed interleaved; TFLite-Micro: the Python interpreter's "
-             "median invoke and measured arena. Each heading gives what was removed, the "
-             "rounding, the epochs (prune, fine-tune, QAT) and the Adam learning rate.", ""]
+             "XNNPACK; TFLite-Micro: the Python interpreter's median invoke and measured "
+             "arena; on each runtime the models timed interleaved. Each heading gives what was "
+             "removed, the rounding, the epochs (prune, fine-tune, QAT) and the Adam learning "
+             "rate.", ""]
     for r in results:
         ratio = r["ratios"]
         setting = r.get("setting") or {k: config[k] for k in ("target", "sparsity", "round_to",

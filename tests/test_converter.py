@@ -287,6 +287,15 @@ def test_compare_latency_interleaves_models(trained_cnn, digits_split):
     assert list(latency) == ["int8", "wide float32"]
     assert all(lat.runs == 24 and lat.median_ms > 0 for lat in latency.values())
     assert latency["int8"].median_ms < latency["wide float32"].median_ms
+    # TFLite-Micro too: a wider int8 model is slower there in the same rounds.
+    int8 = {"int8": tfls["int8"],
+            "wide int8": tflite_export.convert(wide, mode="int8", representative_data=x[:50])}
+    micro = tflite_export.compare_latency(int8, rounds=3, runs_per_round=2, runtime="micro",
+                                          progress=False)
+    assert all(lat.runs == 6 for lat in micro.values())
+    assert micro["int8"].median_ms < micro["wide int8"].median_ms
+    with pytest.raises(ValueError, match="`runtime` must be 'litert' or 'micro'"):
+        tflite_export.compare_latency(tfls, runtime="tflm")
     with pytest.raises(ValueError, match="`rounds`"):
         tflite_export.compare_latency(tfls, rounds=0)
     with pytest.raises(ValueError, match="TFLiteModel"):

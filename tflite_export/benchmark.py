@@ -122,13 +122,39 @@ def _litert_interpreter(content: bytes, num_threads: int, xnnpack: bool):
 
 
 def _timed_invokes(interpreter, runs: int) -> list[float]:
-    """Seconds of each of `runs` invocations."""
+    """Seconds of each of `runs` invocations (a `_MicroRuns` prepares each
+    run outside the timed call)."""
+    micro = isinstance(interpreter, _MicroRuns)
+    prepare = interpreter.prepare if micro else None
+    run = interpreter.interpreter.invoke if micro else interpreter.invoke
     samples = []
     for _ in range(runs):
+        if prepare is not None:
+            prepare()
         start = time.perf_counter()
-        interpreter.invoke()
+        run()
         samples.append(time.perf_counter() - start)
     return samples
+
+
+class _MicroRuns:
+    """A TFLite-Micro interpreter of `tfl` in an `arena` of that many bytes
+    whose runs set the input first (TFLite-Micro's arena planner may reuse
+    the input's bytes once the first op has read them) and reset any state;
+    `_timed_invokes` times only the invoke."""
+
+    def __init__(self, tfl: TFLiteModel, quantized_input: np.ndarray, arena: int):
+        self.interpreter = micro_lib.micro_interpreter(tfl.content, arena)
+        self.input, self.stateful = quantized_input, tfl.has_state
+
+    def prepare(self) -> None:
+        self.interpreter.set_input(self.input, 0)
+        if self.stateful:
+            self.interpreter.reset()
+
+    def invoke(self) -> None:
+        self.prepare()
+        self.interpreter.invoke()
 
 
 def _check_data(tfl: TFLiteModel, x: np.ndarray, y: np.ndarray | None) -> None:
@@ -197,25 +223,20 @@ def benchmark(
     if micro and tfl.mode != "dynamic":
         try:
             arena = micro_lib.find_arena_size(tfl)
-            micro_interp = micro_lib.micro_interpreter(tfl.content, arena)
+            micro_run = _MicroRuns(tfl, tfl.quantize_input(probe), arena)
         except (ValueError, RuntimeError):
-            micro_interp = None
-    if micro_interp is not None:
-        micro_runs = max(5, runs // 5)
-        bar = _Progress(micro_runs + 2, f"{label}: TFLite-Micro latency", progress)
-        times = []
-        for i in range(micro_runs + 2):
-            # TFLite-Micro's arena planner may reuse the input's bytes once the
-            # first op has read them: the input is set again before each run.
-            micro_interp.set_input(tfl.quantize_input(probe), 0)
-            if tfl.has_state:
-                micro_interp.reset()
-            start = time.perf_counter()
-            micro_interp.invoke()
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-            bar.step()
-        micro_latency = Latency.from_seconds(times)
+            micro_run = None
+        if micro_run is not None:
+            micro_interp = micro_run.interpreter
+            micro_runs = max(5, runs // 5)
+            bar = _Progress(micro_runs + 2, f"{label}: TFLite-Micro latency", progress)
+            times = []
+            for i in range(micro_runs + 2):
+                sample = _timed_invokes(micro_run, 1)
+                if i >= 2:  # two warm-up runs
+                    times += sample
+                bar.step()
+            micro_latency = Latency.from_seconds(times)
 
     keras_acc = litert_acc = micro_acc = agreement = None
     n_eval = 0
@@ -272,12 +293,15 @@ def compare_latency(
     num_threads: int = 1,
     xnnpack: bool = True,
     progress: bool = True,
+    runtime: str = "litert",
 ) -> dict[str, Latency]:
-    """LiteRT latency of several models measured interleaved: each round times
+    """Latency of several models measured interleaved: each round times
     `runs_per_round` invocations of every model in turn, so a noisy machine
     slows all of them alike and their ratios hold even when absolute times
     drift. Returns each model's `Latency` over its `rounds * runs_per_round`
-    invocations.
+    invocations. `runtime`: "litert" (`num_threads`, `xnnpack`) or "micro"
+    (the TFLite-Micro interpreter in its measured arena, the input set again
+    before every run, as its planner may reuse the input's bytes).
 
     Example:
 
@@ -302,17 +326,22 @@ def compare_latency(
                        ("num_threads", num_threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{arg}` must be a positive integer; received {value!r}.")
+    if runtime not in ("litert", "micro"):
+        raise ValueError(f"`runtime` must be 'litert' or 'micro'; received {runtime!r}.")
     interpreters = {}
     for name, tfl in models.items():
-        interpreter = _litert_interpreter(tfl.content, num_threads, xnnpack)
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], tfl.quantize_input(
-            np.zeros(tfl.inputs[0].shape, np.float32)))
+        zeros = tfl.quantize_input(np.zeros(tfl.inputs[0].shape, np.float32))
+        if runtime == "micro":
+            interpreters[name] = _MicroRuns(tfl, zeros, micro_lib.find_arena_size(tfl))
+        else:
+            interpreter = _litert_interpreter(tfl.content, num_threads, xnnpack)
+            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], zeros)
+            interpreters[name] = interpreter
         for _ in range(warmup):
-            interpreter.invoke()
-        interpreters[name] = interpreter
+            interpreters[name].invoke()
     samples: dict[str, list[float]] = {name: [] for name in models}
-    bar = _Progress(rounds, f"LiteRT latency, {len(models)} models interleaved", progress)
+    title = "LiteRT" if runtime == "litert" else "TFLite-Micro"
+    bar = _Progress(rounds, f"{title} latency, {len(models)} models interleaved", progress)
     for _ in range(rounds):
         for name, interpreter in interpreters.items():
             samples[name] += _timed_invokes(interpreter, runs_per_round)
