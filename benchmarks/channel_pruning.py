@@ -80,7 +80,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", str(DATA_DIR), "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
                         "Where trained float baselines and pruned rows are kept.")
-    flags.DEFINE_integer("latency_rounds", 20, "Interleaved LiteRT rounds (5 runs each).")
+    flags.DEFINE_integer("latency_rounds", 20, "Interleaved rounds: LiteRT 5 runs of each "
+                         "model per round, TFLite-Micro 2.")
     flags.DEFINE_list("contrast", ["lenet5"], "Cases that also get unstructured pruning over the "
                       "same share of the MACs, for contrast.")
     flags.DEFINE_list("curve", ["0.15", "0.25", "0.35", "0.45", "0.55"], "Further channel sparsities "
@@ -244,9 +245,8 @@ def run_case(name: str, config: dict) -> dict:
         u = rows["unstructured-pruned int8"]
         ratios["unstructured_litert"] = a["litert_ms"] / u["litert_ms"]
         ratios["unstructured_bytes"] = a["bytes"] / u["bytes"]
-    setting = {k: config[k] for k in ("target", "sparsity", "round_to", "distill")}
     return {"case": name, "recipe": recipe, "train_images": images, "test_images": len(xt),
-            "setting": setting,
+            "setting": {k: config[k] for k in ("target", "sparsity", "round_to", "distill")},
             "unpruned_macs": before.total_macs, "rows": rows, "ratios": ratios, "curve": curve}
 
 
@@ -266,8 +266,7 @@ def render(results: list[dict], config: dict) -> str:
              "rate.", ""]
     for r in results:
         ratio = r["ratios"]
-        setting = r.get("setting") or {k: config[k] for k in ("target", "sparsity", "round_to",
-                                                              "distill")}
+        setting = r["setting"]
         lines += [f"### {r['case']} ({r['train_images']:,} training, {r['test_images']:,} test "
                   f"images; {setting['sparsity']:g} of the {_NAMES[setting['target']]} removed, "
                   f"round_to={setting['round_to']}"
@@ -349,11 +348,7 @@ def main(argv) -> None:
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     key = f"{KEY}_full" if FLAGS.full else KEY
     # A run of some cases keeps the section's results of the others.
-    kept = _report.load(key, docs)
-    earlier = {r["case"]: r for r in kept.get("results", [])}
-    for r in earlier.values():  # results from before each case recorded its setting
-        r.setdefault("setting", {k: kept["config"][k] for k in ("target", "sparsity", "round_to",
-                                                                "distill")})
+    earlier = {r["case"]: r for r in _report.load(key, docs).get("results", [])}
     merged = {**earlier, **fresh}
     results = [merged[name] for name in RECIPES if name in merged]
     markdown = render(results, config)
