@@ -247,6 +247,25 @@ def test_compress_micro_refuses_bad_input(sparse_int8, digits_split):
         tflite_export.compress_micro(sparse_int8.content)
 
 
+def test_arena_from_the_recording_allocator_is_the_one_the_search_finds(
+        sparse_int8, digits_split):
+    """find_arena_size starts from TFLite-Micro's recorded arena total and
+    confirms it with two probes; the answer is the plain doubling-and-bisecting
+    search's: int8, compressed (decoding into the arena or into its own
+    buffer) and 16x8."""
+    (x, _), _ = digits_split
+    compressed = tflite_export.compress_micro(sparse_int8)
+    sixteen = tflite_export.convert(
+        keras.Sequential([keras.Input((8, 8, 1)), L.Reshape((-1,)), L.Dense(48, "relu"),
+                          L.Dense(10)]), mode="int16x8", representative_data=x[:50])
+    for tfl, decompression in [(sparse_int8, 0), (compressed.model, 0),
+                               (compressed.model, compressed.decompression_bytes),
+                               (sixteen, 0)]:
+        with micro._Prober(tfl, decompression) as prober:
+            searched = micro._search_arena(prober, 64 * 1024 * 1024)
+        assert micro.find_arena_size(tfl, decompression=decompression) == searched
+
+
 def test_export_micro_sizes_the_decompression_buffer_and_compiles(sparse_int8, tmp_path):
     result = tflite_export.compress_micro(sparse_int8)
     art = tflite_export.export_micro(result.model, tmp_path / "out", name="sparse")

@@ -1,9 +1,11 @@
 """TFLite-Micro artifacts: the model as an aligned C array, an op resolver that
 registers exactly the model's ops, and the smallest tensor arena that works.
 
-The arena is found by binary search with the `tflite-micro` Python interpreter:
-the model is allocated *and invoked* at each candidate size, so the reported
-size is one the real TFLite-Micro runtime accepts.
+The arena is measured with the `tflite-micro` Python interpreter: its recording
+allocator's total in a large arena is the candidate, confirmed by allocating
+*and invoking* the model at that size and failing 16 bytes below it (a binary
+search when the two disagree), so the reported size is one the real
+TFLite-Micro runtime accepts.
 
 Example:
 
@@ -200,25 +202,36 @@ def find_arena_size(tfl: TFLiteModel, upper: int = 64 * 1024 * 1024,
     """The smallest arena (bytes, a multiple of 16) in which TFLite-Micro both
     allocates and invokes the model; with `decompression` bytes of alternate
     decompression memory, decoded weights live there instead of the arena."""
-    check_micro_compatible(tfl)
+    recorded = _recorded_arena(tfl, decompression)
     with _Prober(tfl, decompression) as prober:
-        high = 1024
-        while not prober.works(high):
-            if high >= upper:
-                raise ValueError(
-                    f"TFLite-Micro could not run the model with an arena of {upper:,} "
-                    "bytes; it is too large for a microcontroller, or an op failed to "
-                    "prepare.")
-            high = min(upper, high * 2)
-        low = 0  # known not to work (or zero)
-        while high - low > _ARENA_ALIGNMENT:
-            mid = (low + high) // 2 // _ARENA_ALIGNMENT * _ARENA_ALIGNMENT
-            if mid <= low:
-                break
-            if prober.works(mid):
-                high = mid
-            else:
-                low = mid
+        # The recording allocator's total is the answer when the model runs in
+        # it and not 16 bytes below: two probes, where a search takes about 20
+        # (each failed allocation restarts the probing process).
+        if recorded and prober.works(aligned(recorded)):
+            if not prober.works(aligned(recorded) - _ARENA_ALIGNMENT):
+                return aligned(recorded)
+        return _search_arena(prober, upper)
+
+
+def _search_arena(prober: _Prober, upper: int) -> int:
+    """The smallest working arena by doubling from 1 KiB, then bisecting."""
+    high = 1024
+    while not prober.works(high):
+        if high >= upper:
+            raise ValueError(
+                f"TFLite-Micro could not run the model with an arena of {upper:,} "
+                "bytes; it is too large for a microcontroller, or an op failed to "
+                "prepare.")
+        high = min(upper, high * 2)
+    low = 0  # known not to work (or zero)
+    while high - low > _ARENA_ALIGNMENT:
+        mid = (low + high) // 2 // _ARENA_ALIGNMENT * _ARENA_ALIGNMENT
+        if mid <= low:
+            break
+        if prober.works(mid):
+            high = mid
+        else:
+            low = mid
     return high
 
 
@@ -227,6 +240,13 @@ def check_micro_compatible(tfl: TFLiteModel) -> None:
     hybrid (float activations with int8 weights) graphs, ops it lacks, and ops
     whose kernel rejects the model's tensor types (e.g. the ops without a
     16-bit kernel in a 16x8 model), found by loading and invoking it once."""
+    _recorded_arena(tfl, 0)
+
+
+def _recorded_arena(tfl: TFLiteModel, decompression: int) -> int | None:
+    """`check_micro_compatible`'s checks, then the arena bytes TFLite-Micro's
+    recording allocator reports after allocating and invoking the model in a
+    64 MiB arena (None if it prints no total)."""
     dynamic = [t.name for t in tfl.inputs if any(d < 0 for d in t.shape)]
     if dynamic:
         raise ValueError(f"TFLite-Micro needs static shapes; inputs {dynamic} are dynamic. "
@@ -240,9 +260,15 @@ def check_micro_compatible(tfl: TFLiteModel) -> None:
                          "would run on garbage. Use `tfl.with_inline_buffers()`.")
     try:
         with quiet_native_output() as native:
-            run_micro(tfl, probe_inputs(tfl), 64 * 1024 * 1024)
+            interpreter = micro_interpreter(tfl.content, 64 * 1024 * 1024, decompression)
+            for i, value in enumerate(probe_inputs(tfl)):
+                interpreter.set_input(value, i)
+            interpreter.invoke()
+            interpreter.print_allocations()
     except RuntimeError as exc:
         raise ValueError(_micro_failure(tfl, native.text, exc)) from None
+    total = re.search(r"Arena allocation total (\d+) bytes", native.text)
+    return int(total.group(1)) if total else None
 
 
 def _micro_failure(tfl: TFLiteModel, text: str, exc: Exception) -> str:
