@@ -222,7 +222,7 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 def _decode_jpeg_tar(tar_path: Path) -> Split:
     import tensorflow as tf
 
-    images = {"train": [], "test": []}
+    blobs = {"train": [], "test": []}
     labels = {"train": [], "test": []}
     index = {name: i for i, name in enumerate(CIFAR10_CLASSES)}
     with tarfile.open(tar_path, "r:*") as tar:
@@ -231,18 +231,26 @@ def _decode_jpeg_tar(tar_path: Path) -> Split:
             if not member.isfile() or len(parts) < 3 or not parts[-1].endswith(".jpg"):
                 continue
             split, label = parts[-3], parts[-2]
-            if split not in images or label not in index:
+            if split not in blobs or label not in index:
                 continue
-            data = tar.extractfile(member).read()
-            images[split].append(tf.io.decode_jpeg(data, channels=3).numpy())
+            blobs[split].append(tar.extractfile(member).read())
             labels[split].append(index[label])
-    if not images["train"] or not images["test"]:
+    if not blobs["train"] or not blobs["test"]:
         raise ValueError(
             f"{tar_path} holds no train/<class>/*.jpg and test/<class>/*.jpg images."
         )
+
+    def decode(split: str) -> np.ndarray:
+        # tf.data decodes on every core, in order: the same pixels as one
+        # tf.io.decode_jpeg call per image, in a fraction of the time.
+        images = tf.data.Dataset.from_tensor_slices(blobs[split]).map(
+            lambda data: tf.io.decode_jpeg(data, channels=3),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(4096)
+        return np.concatenate([batch.numpy() for batch in images])
+
     return (
-        (np.stack(images["train"]), np.array(labels["train"])),
-        (np.stack(images["test"]), np.array(labels["test"])),
+        (decode("train"), np.array(labels["train"])),
+        (decode("test"), np.array(labels["test"])),
     )
 
 
@@ -308,7 +316,7 @@ def cifar10(
     folder or the Keras cache. Labels use the standard class order
     (`CIFAR10_CLASSES`).
 
-    A JPEG tarball is decoded once (about 10 s for 60k images) and the arrays
+    A JPEG tarball is decoded once and the arrays
     cached as `.npz` in `cache_dir` (default `$KERAS_COMPRESS_CACHE`, else
     `~/.cache/keras_compress`).
 
