@@ -252,15 +252,22 @@ def test_arena_from_the_recording_allocator_is_the_one_the_search_finds(
     """find_arena_size starts from TFLite-Micro's recorded arena total and
     confirms it with two probes; the answer is the plain doubling-and-bisecting
     search's: int8, compressed (decoding into the arena or into its own
-    buffer) and 16x8."""
-    (x, _), _ = digits_split
+    buffer), 16x8, and 4-bit Dense weights (whose arena is larger than the
+    recorded total: the search above it)."""
+    (x, y), _ = digits_split
+
+    def mlp():
+        return keras.Sequential([keras.Input((8, 8, 1)), L.Reshape((-1,)),
+                                 L.Dense(48, "relu"), L.Dense(10)])
+
     compressed = tflite_export.compress_micro(sparse_int8)
-    sixteen = tflite_export.convert(
-        keras.Sequential([keras.Input((8, 8, 1)), L.Reshape((-1,)), L.Dense(48, "relu"),
-                          L.Dense(10)]), mode="int16x8", representative_data=x[:50])
+    sixteen = tflite_export.convert(mlp(), mode="int16x8", representative_data=x[:50])
+    qat = compile_classifier(kc.quantize(mlp(), weight_bits={L.Dense: 4}))
+    qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    four = tflite_export.convert(kc.strip(qat), mode="int8", io_dtype="int8")
     for tfl, decompression in [(sparse_int8, 0), (compressed.model, 0),
                                (compressed.model, compressed.decompression_bytes),
-                               (sixteen, 0)]:
+                               (sixteen, 0), (four, 0)]:
         with micro._Prober(tfl, decompression) as prober:
             searched = micro._search_arena(prober, 64 * 1024 * 1024)
         assert micro.find_arena_size(tfl, decompression=decompression) == searched

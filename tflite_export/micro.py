@@ -210,20 +210,26 @@ def find_arena_size(tfl: TFLiteModel, upper: int = 64 * 1024 * 1024,
         if recorded and prober.works(aligned(recorded)):
             if not prober.works(aligned(recorded) - _ARENA_ALIGNMENT):
                 return aligned(recorded)
-        return _search_arena(prober, upper)
+            return _search_arena(prober, upper)
+        # Too small (an op allocating after the recording; seen with 4-bit
+        # FULLY_CONNECTED weights): the answer lies above it.
+        return _search_arena(prober, upper, low=aligned(recorded or 0))
 
 
-def _search_arena(prober: _Prober, upper: int) -> int:
-    """The smallest working arena by doubling from 1 KiB, then bisecting."""
-    high = 1024
+def _search_arena(prober: _Prober, upper: int, low: int = 0) -> int:
+    """The smallest working arena above `low` (a size that does not work, or
+    0): the distance from `low` doubles from 1 KiB until one works, then the
+    gap is bisected."""
+    step = 1024
+    high = low + step
     while not prober.works(high):
         if high >= upper:
             raise ValueError(
                 f"TFLite-Micro could not run the model with an arena of {upper:,} "
                 "bytes; it is too large for a microcontroller, or an op failed to "
                 "prepare.")
-        high = min(upper, high * 2)
-    low = 0  # known not to work (or zero)
+        step *= 2
+        high = min(upper, low + step)
     while high - low > _ARENA_ALIGNMENT:
         mid = (low + high) // 2 // _ARENA_ALIGNMENT * _ARENA_ALIGNMENT
         if mid <= low:
