@@ -16,11 +16,7 @@ from conftest import REPO
 
 
 def _python(args, cwd=REPO, pythonpath=REPO):
-    # TensorFlow's default thread pools, as the golden numbers were recorded
-    # with: conftest gives xdist workers fewer threads, which rounds otherwise.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
-    env.update(PYTHONPATH=str(pythonpath), TF_CPP_MIN_LOG_LEVEL="3")
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=900)
 
