@@ -316,9 +316,8 @@ def cifar10(
     folder or the Keras cache. Labels use the standard class order
     (`CIFAR10_CLASSES`).
 
-    A JPEG tarball is decoded once and the arrays
-    cached as `.npz` in `cache_dir` (default `$KERAS_COMPRESS_CACHE`, else
-    `~/.cache/keras_compress`).
+    A JPEG tarball is decoded once and the arrays cached as `.npz` in
+    `cache_dir` (default `$KERAS_COMPRESS_CACHE`, else `~/.cache/keras_compress`).
 
     Raises:
         DataNotFoundError: naming every place searched.

@@ -127,11 +127,17 @@ def run_micro(tfl: TFLiteModel, inputs: list[np.ndarray], arena_size: int,
     """Invoke the TFLite-Micro interpreter on already-quantized inputs
     (`decompression`: bytes of alternate decompression memory, for models
     holding TFLM_DECODE ops; 0 decodes into the arena)."""
+    interpreter = _invoked(tfl, inputs, arena_size, decompression)
+    return [interpreter.get_output(i) for i in range(len(tfl.outputs))]
+
+
+def _invoked(tfl: TFLiteModel, inputs: list[np.ndarray], arena_size: int,
+             decompression: int):
     interpreter = micro_interpreter(tfl.content, arena_size, decompression)
     for i, value in enumerate(inputs):
         interpreter.set_input(value, i)
     interpreter.invoke()
-    return [interpreter.get_output(i) for i in range(len(tfl.outputs))]
+    return interpreter
 
 
 def probe_inputs(tfl: TFLiteModel) -> list[np.ndarray]:
@@ -266,11 +272,7 @@ def _recorded_arena(tfl: TFLiteModel, decompression: int) -> int | None:
                          "would run on garbage. Use `tfl.with_inline_buffers()`.")
     try:
         with quiet_native_output() as native:
-            interpreter = micro_interpreter(tfl.content, 64 * 1024 * 1024, decompression)
-            for i, value in enumerate(probe_inputs(tfl)):
-                interpreter.set_input(value, i)
-            interpreter.invoke()
-            interpreter.print_allocations()
+            _invoked(tfl, probe_inputs(tfl), 64 * 1024 * 1024, decompression).print_allocations()
     except RuntimeError as exc:
         raise ValueError(_micro_failure(tfl, native.text, exc)) from None
     total = re.search(r"Arena allocation total (\d+) bytes", native.text)
