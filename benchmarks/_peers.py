@@ -52,10 +52,10 @@ def peer_step_times(setup: dict, float_weights) -> dict[str, float]:
 
 def micro_refusal(tfl) -> str:
     """Why TFLite-Micro does not run `tfl`, in one line."""
-    from tflite_export import micro
+    from tflite_export import micro_run
 
     try:
-        micro.check_micro_compatible(tfl)
+        micro_run.check_micro_compatible(tfl)
     except (ValueError, RuntimeError) as exc:
         return str(exc).splitlines()[0]
     floats = sorted({op for op, _ in tfl.float_ops})

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import keras_compress as kc
 import tflite_export
 from conftest import compile_classifier
-from tflite_export import encodings, micro
+from tflite_export import encodings, micro, micro_run
 from tflite_export._decode_check import _decode_alone
 
 L = keras.layers
@@ -268,8 +268,8 @@ def test_arena_from_the_recording_allocator_is_the_one_the_search_finds(
     for tfl, decompression in [(sparse_int8, 0), (compressed.model, 0),
                                (compressed.model, compressed.decompression_bytes),
                                (sixteen, 0), (four, 0)]:
-        with micro._Prober(tfl, decompression) as prober:
-            searched = micro._search_arena(prober, 64 * 1024 * 1024)
+        with micro_run._Prober(tfl, decompression) as prober:
+            searched = micro_run._search_arena(prober, 64 * 1024 * 1024)
         assert micro.find_arena_size(tfl, decompression=decompression) == searched
 
 

@@ -28,8 +28,8 @@ from tflite_export.compression import CompressedTensor, LutCompression, compress
 from tflite_export.converter import MODES, ConversionError, convert
 from tflite_export.index_guards import drop_index_guards
 from tflite_export.metadata import embed_metadata, read_metadata
-from tflite_export.micro import (MicroArtifacts, decompression_bytes, export_micro,
-                                 find_arena_size)
+from tflite_export.micro import MicroArtifacts, export_micro
+from tflite_export.micro_run import decompression_bytes, find_arena_size
 from tflite_export.micro_compress import MicroCompression, TensorEncoding, compress_micro
 from tflite_export.model import TensorInfo, TFLiteModel
 from tflite_export.runtime import RUNTIMES, predict

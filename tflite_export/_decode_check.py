@@ -87,7 +87,7 @@ def check(folder: Path) -> dict:
 
 
 if __name__ == "__main__":
-    from tflite_export.micro import quiet_native_output
+    from tflite_export.micro_run import quiet_native_output
 
     with quiet_native_output() as native:
         try:

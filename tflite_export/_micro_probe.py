@@ -10,7 +10,7 @@ import sys
 
 
 def main(path: str, decompression: int = 0) -> None:
-    from tflite_export.micro import probe_inputs, quiet_native_output, run_micro
+    from tflite_export.micro_run import probe_inputs, quiet_native_output, run_micro
     from tflite_export.model import TFLiteModel
 
     tfl = TFLiteModel.load(path)

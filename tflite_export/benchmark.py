@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from tflite_export import micro as micro_lib
+from tflite_export import micro_run as micro_lib
 from tflite_export.model import TFLiteModel, write_atomic
 
 __all__ = ["benchmark", "compare_latency", "BenchmarkResult", "Latency", "Report"]

@@ -50,7 +50,7 @@ import numpy as np
 
 from tflite_export import encodings
 from tflite_export.compression import index_bits
-from tflite_export.micro import aligned, decompression_bytes
+from tflite_export.micro_run import aligned, decompression_bytes
 from tflite_export.model import NUMPY_TYPES, TFLiteModel
 
 __all__ = ["METHODS", "MicroCompression", "TensorEncoding", "compress_micro"]

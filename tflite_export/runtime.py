@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tflite_export import micro as micro_lib
+from tflite_export import micro_run as micro_lib
 from tflite_export.model import TFLiteModel
 
 __all__ = ["predict", "RUNTIMES"]

@@ -40,8 +40,8 @@ import numpy as np
 from tflite_export.firmware import project as project_lib
 from tflite_export.firmware import tflm as tflm_lib
 from tflite_export.firmware.boards import Board, board as board_of
-from tflite_export.micro import (MicroArtifacts, aligned, export_micro, resolver_method,
-                                 run_micro)
+from tflite_export.micro import MicroArtifacts, export_micro, resolver_method
+from tflite_export.micro_run import aligned, run_micro
 from tflite_export.model import NUMPY_TYPES, TFLiteModel
 
 __all__ = ["Firmware", "FirmwareResult", "FirmwareError", "build_firmware", "run_firmware",
