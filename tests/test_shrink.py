@@ -326,6 +326,40 @@ def test_a_rounded_macs_target_removes_whole_blocks_and_is_met():
         assert after <= (1 - share) * before, (round_to, widths, after / before)
 
 
+def _pyramid():
+    """MACs in the high-resolution first layers, parameters in the last ones."""
+    x = keras.Input((32, 32, 3))
+    h = x
+    for i, (width, stride) in enumerate(((16, 1), (16, 1), (64, 2), (128, 2))):
+        h = L.Conv2D(width, 3, strides=stride, padding="same", activation="relu",
+                     name=f"c{i}")(h)
+    return keras.Model(x, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(h)))
+
+
+def test_a_macs_and_params_target_spends_its_budget_on_both(digits_split):
+    """target="macs+params" removes the mean of the two shares it is given,
+    and where MACs and parameters sit in different layers it cuts both: more
+    parameters than a MACs target, more MACs than a parameter target."""
+    model = _pyramid()
+    x = np.resize(digits_split[0][0][:16], (16, 32, 32, 3)).astype("float32")
+    whole = kc.profile(model)
+    removed = {}
+    for target in ("macs", "params", "macs+params"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the logits keep their channels
+            pruned = kc.prune(model, kc.ConstantSparsity(0.5, 0), structure="channel",
+                              target=target, ranking="global", round_to=4)
+        pruned.compile(keras.optimizers.SGD(0.0), "mse")
+        pruned.fit(x, np.zeros((16, 10)), batch_size=16, epochs=1, verbose=0,
+                   callbacks=[kc.PruningCallback()])
+        small = kc.profile(kc.shrink(pruned))
+        removed[target] = (1 - small.total_macs / whole.total_macs,
+                           1 - small.total_params / whole.total_params)
+    macs, params = removed["macs+params"]
+    assert (macs + params) / 2 >= 0.5 - 1e-9, removed
+    assert params > removed["macs"][1] + 0.05 and macs > removed["params"][0] + 0.05, removed
+
+
 def test_global_selection_without_rounding_is_the_channel_by_channel_ranking():
     """With round_to=1 the block-wise selection equals the plain greedy: every
     channel of every group ranked by importance over its group's mean and

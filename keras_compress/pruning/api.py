@@ -83,7 +83,10 @@ def prune(
             "channels" (the fraction of each group's channels, or of all with
             ranking="global"), "macs" or "params" (the fraction of the whole
             model's multiply-accumulates or parameters removed, allocated over
-            the groups by one global ranking of importance per cost).
+            the groups by one global ranking of importance per cost), or
+            "macs+params" (the mean of the two fractions: latency and flash
+            weigh alike, so the cut falls on neither the high-resolution
+            layers nor the wide last layers alone).
         min_channels: with structure="channel", every group keeps at least this
             many channels.
         round_to: with structure="channel", kept channel counts are rounded up

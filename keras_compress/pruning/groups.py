@@ -17,7 +17,10 @@ fraction; otherwise one global ranking of all groups' channels, each score
 divided by its group's mean (so layers of different scales compare) and by
 the group's cost per channel relative to the mean cost (so a MACs or
 parameter budget is met by the cheapest importance), removes channels until
-the budget is spent. `min_channels` bounds every group; with `round_to` a
+the budget is spent. "macs+params" counts a part's share of the model's MACs
+plus its share of the parameters: compute (latency) and flash weigh alike,
+so neither the high-resolution layers (most MACs) nor the wide last ones
+(most parameters) alone carry the cut. `min_channels` bounds every group; with `round_to` a
 group loses a block at a time (its least important channels down to the next
 multiple), so the budget counts exactly what the rounded counts remove.
 """
@@ -39,7 +42,7 @@ from keras_compress.profile import layer_macs
 __all__ = ["ChannelSpec", "plan", "select", "TARGETS"]
 
 L = keras.layers
-TARGETS = ("channels", "macs", "params")
+TARGETS = ("channels", "macs", "params", "macs+params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +65,20 @@ class ChannelSpec:
     min_channels: int = 1
     round_to: int = 1
 
+    def measure(self, macs: float, params: float) -> float:
+        """What `target` counts of a part with these MACs and parameters:
+        either, or for "macs+params" their shares of the model's summed (so
+        the whole model counts 2)."""
+        if self.target == "macs+params":
+            return ((macs / self.total_macs if self.total_macs else 0.0)
+                    + (params / self.total_params if self.total_params else 0.0))
+        return {"macs": macs, "params": params}.get(self.target, 0.0)
+
     def cost(self) -> float:
-        return {"channels": 1.0, "macs": self.macs, "params": self.params}[self.target]
+        return 1.0 if self.target == "channels" else self.measure(self.macs, self.params)
 
     def total(self) -> float:
-        return {"macs": self.total_macs, "params": self.total_params}.get(self.target, 0.0)
+        return self.measure(self.total_macs, self.total_params)
 
     def get_config(self) -> dict:
         config = dataclasses.asdict(self)
@@ -246,8 +258,9 @@ class _Budget:
         if self.target == "channels":
             self.spent += 1.0
             return
-        for name, side, share, macs, params in self.specs[g].touches:
-            amount = macs if self.target == "macs" else params
+        spec = self.specs[g]
+        for name, side, share, macs, params in spec.touches:
+            amount = spec.measure(macs, params)
             kept = self.fraction.setdefault(name, [1.0, 1.0])
             if side == "out":
                 self.spent += amount * share * kept[0]
