@@ -22,7 +22,7 @@ deployable = kc.strip(train_model)   # the student alone: zeros baked, BN folded
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -34,6 +34,8 @@ from keras_compress.schedules import PolynomialDecay, Schedule, check_int
 
 __all__ = ["recipe"]
 
+_PRUNE_OPTIONS = ("ranking", "target", "min_channels", "round_to")
+
 
 def recipe(
     student: keras.Model,
@@ -44,6 +46,7 @@ def recipe(
     steps_per_epoch: int | None = None,
     structure: str = "unstructured",
     skip_pruning: Any = None,
+    prune_options: Mapping[str, Any] | None = None,
     qat_from_epoch: int | None = None,
     freeze_bn_epoch: int | None = None,
     skip_quantization: Any = None,
@@ -74,6 +77,9 @@ def recipe(
             `fit(..., steps_per_epoch=...)`).
         structure: "unstructured", "channel" or N:M such as "2:4".
         skip_pruning: layers to keep dense (names, classes or a callable).
+        prune_options: further `prune` arguments for `structure="channel"`:
+            `ranking`, `target`, `min_channels`, `round_to`; e.g.
+            `{"target": "macs+params", "round_to": 16}`.
         qat_from_epoch: first epoch with fake quantization (the masks are kept);
             None: no QAT. Ranges are observed from the start.
         freeze_bn_epoch: first epoch using moving BatchNormalization statistics.
@@ -113,7 +119,13 @@ def recipe(
         schedule = PolynomialDecay(0.0, sparsity, begin_epoch=first, end_epoch=last)
         if steps_per_epoch is not None:
             schedule = schedule.resolve(check_int("steps_per_epoch", steps_per_epoch, 1))
-        model = prune(model, schedule=schedule, structure=structure, skip=skip_pruning)
+        options = dict(prune_options or {})
+        unknown = sorted(set(options) - set(_PRUNE_OPTIONS))
+        if unknown:
+            raise ValueError(f"`prune_options` has {unknown}; it takes {list(_PRUNE_OPTIONS)} "
+                             "(the other `prune` arguments are the recipe's own).")
+        model = prune(model, schedule=schedule, structure=structure, skip=skip_pruning,
+                      **options)
         callbacks.append(PruningCallback())
     if qat_from_epoch is not None:
         start = check_int("qat_from_epoch", qat_from_epoch, 0)

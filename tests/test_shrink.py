@@ -213,6 +213,29 @@ def test_a_macs_target_is_met_over_the_groups(digits_split):
             assert layer.filters % 2 == 0 and layer.filters >= 1
 
 
+def test_the_recipe_passes_channel_options_to_prune(digits_split):
+    """`recipe(prune_options=...)` reaches `prune`: a MACs-and-parameters
+    target in blocks of 4 channels is met after one fit; unknown options are
+    refused by name."""
+    model = _pyramid()
+    x = np.resize(digits_split[0][0][:64], (64, 32, 32, 3)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the logits keep their channels
+        train, callbacks = kc.recipe(model, sparsity=0.5, structure="channel",
+                                     prune_options={"target": "macs+params", "round_to": 4,
+                                                    "ranking": "global"})
+    train.fit(x, digits_split[0][1][:64], batch_size=32, epochs=2, verbose=0,
+              callbacks=callbacks)  # the ramp (epochs 0 to 1) ends as epoch 1 begins
+    small = kc.strip(train, shrink=True)
+    widths = [small.get_layer(f"c{i}").filters for i in range(4)]
+    assert all(w % 4 == 0 for w in widths) and widths != [16, 16, 64, 128], widths
+    whole, after = kc.profile(model), kc.profile(small)
+    assert (after.total_macs / whole.total_macs
+            + after.total_params / whole.total_params) / 2 <= 0.5 + 1e-9
+    with pytest.raises(ValueError, match=r"`prune_options` has \['layers'\]"):
+        kc.recipe(model, sparsity=0.5, structure="channel", prune_options={"layers": ["c0"]})
+
+
 def test_blocked_layers_are_named_and_bad_targets_refused():
     x = keras.Input((8, 8, 1))
     a = L.Conv2D(8, 3, padding="same", name="a")(x)
