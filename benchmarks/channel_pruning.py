@@ -18,7 +18,10 @@ TFLite-Micro, and `kc.profile`'s parameters and MACs.
 
 Trained pruned int8 rows are cached (--cache_dir; for --full each case's own
 row also in `benchmarks/baselines/`, which carries it to the next machine) under a key
-of what their training computes, so a rerun measures without retraining.
+of what their training computes, so a rerun measures without retraining. A
+--full fit that outlasts a session keeps a per-epoch backup beside its row and
+resumes from it; `--publish_baselines` copies that backup (or the finished
+row) into `benchmarks/baselines/`, to commit, and the next machine resumes it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import io
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +39,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
-from benchmarks import DATA_DIR, _cache, _cases, _keys  # noqa: E402
+from benchmarks import DATA_DIR, _baselines, _cache, _cases, _frontier, _keys  # noqa: E402
 
 FLAGS = flags.FLAGS
 KEY = "channel_pruning"
@@ -51,6 +55,13 @@ RECIPES = {"lenet5": {"quick": (1, 0, 1, 5e-4), "full": (4, 2, 2, 5e-4)},
 SETTINGS = {"lenet5": dict(target="channels", sparsity=0.4, round_to=4),
             "resnet8": dict(target="macs", sparsity=0.5, round_to=8),
             "ds_cnn": dict(target="macs", sparsity=0.5, round_to=8)}
+# Settings (target, sparsity, round_to) whose device gains the --frontier
+# table measures before training: MACs alone against MACs and parameters.
+FRONTIER = {"lenet5": [("channels", 0.4, 4), ("macs", 0.5, 4), ("macs+params", 0.5, 4)],
+            "resnet8": [("macs", 0.5, 8), ("macs", 0.67, 8), ("macs+params", 0.5, 8),
+                        ("macs+params", 0.6, 8), ("macs+params", 0.65, 8)],
+            "ds_cnn": [("macs", 0.5, 16), ("macs", 0.6, 16), ("macs+params", 0.5, 16),
+                       ("macs+params", 0.6, 16), ("macs+params", 0.7, 16)]}
 # Version of what the pruned rows' training computes: bump it when that changes.
 SEMANTICS = 1
 
@@ -67,7 +78,7 @@ def _define_flags() -> None:
     flags.DEFINE_bool("full", False, "The real run.")
     flags.DEFINE_list("cases", list(RECIPES), "Cases to run; empty (--cases=) only rewrites "
                       "the section from the results kept in docs/benchmarks.json.")
-    flags.DEFINE_enum("target", None, ["channels", "macs"],
+    flags.DEFINE_enum("target", None, ["channels", "macs", "params", "macs+params"],
                       "What --sparsity counts: each group's channels (uniform, which "
                       "removes about as many parameters as MACs) or the model's MACs "
                       "(one global ranking). Default: the case's SETTINGS.")
@@ -80,6 +91,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("data_dir", str(DATA_DIR), "Folder holding mnist/ and cifar10/.")
     flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "keras-compress" / "benchmarks"),
                         "Where trained float baselines and pruned rows are kept.")
+    flags.DEFINE_string("baselines_dir", str(REPO / "benchmarks" / "baselines"),
+                        "Where each --full case's trained row (or its unfinished fit's "
+                        "backup) is kept under version control; '' to ignore it.")
     flags.DEFINE_integer("latency_rounds", 20, "Interleaved rounds: LiteRT 5 runs of each "
                          "model per round, TFLite-Micro 2.")
     flags.DEFINE_list("contrast", ["lenet5"], "Cases that also get unstructured pruning over the "
@@ -87,13 +101,21 @@ def _define_flags() -> None:
     flags.DEFINE_list("curve", ["0.15", "0.25", "0.35", "0.45", "0.55"], "Further channel sparsities "
                       "for the accuracy-against-MACs curve of --curve_case.")
     flags.DEFINE_string("curve_case", "lenet5", "The case the curve is drawn for ('' for none).")
+    flags.DEFINE_list("frontier", ["resnet8", "ds_cnn"], "Cases that also get the table of "
+                      "what each FRONTIER setting buys on the device before training.")
     flags.DEFINE_string("docs", None, "Output folder (default: docs/).")
+    flags.DEFINE_bool("publish_baselines", False, "Copy each case's trained row, or its "
+                      "unfinished fit's latest backup, from --cache_dir to "
+                      "benchmarks/baselines/ (to commit), and stop.")
 
 
 def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape,
-                      structure="channel", sparsity=None):
+                      structure="channel", sparsity=None, backup=None):
     """The pruned int8-ready model: channel pruning (distilled), shrink, QAT;
-    or, for contrast, unstructured pruning (its zeros kept through QAT)."""
+    or, for contrast, unstructured pruning (its zeros kept through QAT).
+    With `backup` (a folder) the prune + fine-tune fit keeps a per-epoch
+    backup there (weights, masks, optimizer, epoch) and resumes from it; it is
+    kept after the fit, so a run stopped in QAT resumes after that fit."""
     import keras
 
     import keras_compress as kc
@@ -114,14 +136,17 @@ def _prune_shrink_qat(name, teacher, data, steps, recipe, config, x_shape,
         else:
             pruned = kc.prune(student, schedule, ranking="global")
 
-    def fit(model, epochs, callbacks):
+    def fit(model, epochs, callbacks, backup=None):
         trained = kc.Distiller(teacher, model, temperature=4.0, alpha=0.1) if distill else model
         _cases.compile(trained, keras.optimizers.Adam(lr))
+        if backup is not None:
+            callbacks = [keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+                         *callbacks]
         trained.fit(**data, epochs=epochs, verbose=2, callbacks=callbacks + [
             keras.callbacks.LearningRateScheduler(  # cosine, per epoch
                 lambda e: lr * 0.5 * (1 + math.cos(math.pi * e / max(1, epochs))))])
 
-    fit(pruned, prune_epochs + fine_epochs, [kc.PruningCallback()])
+    fit(pruned, prune_epochs + fine_epochs, [kc.PruningCallback()], backup)
     small = kc.strip(pruned, shrink=structure == "channel")
     qat = kc.quantize(small)
     fit(qat, qat_epochs, [])
@@ -176,13 +201,16 @@ def run_case(name: str, config: dict) -> dict:
         """(int8 TFLiteModel, {params, macs}) of one pruned row, from the cache
         (keyed on what its training computes) or trained now."""
         cached = row_path(name, config, structure, sparsity)
-        # The case's own row travels in benchmarks/baselines/; the curve's and
-        # the contrast's (LeNet-5, minutes) stay in the cache.
-        committed = (Path(config["baselines_dir"]) / cached.name
-                     if config["full"] and config.get("baselines_dir") and structure == "channel"
-                     and sparsity == config["sparsity"] else None)
-        if committed is not None and committed.exists() and not cached.exists():
-            cached = committed
+        # The case's own row travels in benchmarks/baselines/ (finished, or its
+        # fit's backup while unfinished); the curve's and the contrast's
+        # (LeNet-5, minutes) stay in the cache.
+        store = (Path(config["baselines_dir"])
+                 if config["full"] and config.get("baselines_dir") and structure == "channel"
+                 and sparsity == config["sparsity"] else None)
+        if store is not None:
+            seeded = _baselines.seed(cached, store)
+            if seeded:
+                print(f"   (copied the committed {seeded})", flush=True)
         if cached.exists():
             print(f"   (trained row from {cached})", flush=True)
             with np.load(cached) as saved:
@@ -190,17 +218,19 @@ def run_case(name: str, config: dict) -> dict:
                         json.loads(str(saved["meta"])))
         print(f"== {name}: {structure} pruning ({sparsity:g}), "
               f"{'shrink, ' if structure == 'channel' else ''}QAT ({recipe})", flush=True)
+        backup = _baselines.backup_dir(cached) if store is not None else None
         stripped, profile = _prune_shrink_qat(name, teacher, data, steps, recipe, config,
-                                              x_shape, structure, sparsity)
+                                              x_shape, structure, sparsity, backup)
         tfl = tflite_export.convert(stripped, mode="int8", io_dtype="int8")
         meta = {"params": profile.total_params, "macs": profile.total_macs}
         buffer = io.BytesIO()
         np.savez(buffer, tflite=np.frombuffer(tfl.content, np.uint8),
                  meta=np.array(json.dumps(meta)))
-        for path in (cached, committed):
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(path, buffer.getvalue())
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, buffer.getvalue())
+        if store is not None:  # the row replaces the committed backup, if any
+            print(f"   (the {_baselines.publish(cached, store)}: commit it)", flush=True)
+            shutil.rmtree(backup, ignore_errors=True)
         return tfl, meta
 
     before = kc.profile(teacher)
@@ -235,6 +265,9 @@ def run_case(name: str, config: dict) -> dict:
                                            micro=False, progress=False).litert_accuracy
         curve.append({"sparsity": sparsity, "macs": prof["macs"], "params": prof["params"],
                       "bytes": tfl.size, "litert": accuracy})
+    device = (_frontier.frontier(teacher, unpruned, x, FRONTIER[name],
+                                 rounds=config["latency_rounds"])
+              if name in config.get("frontier", ()) else None)
     a, b = rows["unpruned int8"], rows["channel-pruned int8"]
     ratios = {"macs": a["macs"] / b["macs"], "bytes": a["bytes"] / b["bytes"],
               "litert": a["litert_ms"] / b["litert_ms"],
@@ -247,10 +280,12 @@ def run_case(name: str, config: dict) -> dict:
         ratios["unstructured_bytes"] = a["bytes"] / u["bytes"]
     return {"case": name, "recipe": recipe, "train_images": images, "test_images": len(xt),
             "setting": {k: config[k] for k in ("target", "sparsity", "round_to", "distill")},
-            "unpruned_macs": before.total_macs, "rows": rows, "ratios": ratios, "curve": curve}
+            "unpruned_macs": before.total_macs, "rows": rows, "ratios": ratios, "curve": curve,
+            "frontier": device}
 
 
-_NAMES = {"channels": "channels", "macs": "MACs", "params": "parameters"}
+_NAMES = {"channels": "channels", "macs": "MACs", "params": "parameters",
+          "macs+params": "MACs and parameters (mean of the two shares)"}
 
 
 def render(results: list[dict], config: dict) -> str:
@@ -302,6 +337,8 @@ def render(results: list[dict], config: dict) -> str:
             lines += [f"| {p['sparsity']:g} | {p['macs']:,} ({p['macs'] / r['unpruned_macs']:.2f})"
                       f" | {p['params']:,} | {p['bytes']:,} | {100 * p['litert']:.2f} % |"
                       for p in r["curve"]]
+        if r.get("frontier"):
+            lines += ["", *_frontier.render(r["frontier"])]
         lines.append("")
     return "\n".join(lines)
 
@@ -337,12 +374,21 @@ def main(argv) -> None:
     if FLAGS.quick == FLAGS.full:
         raise app.UsageError("Pass exactly one of --quick and --full.")
     config = {"full": FLAGS.full, "seed": 0, "data_dir": FLAGS.data_dir,
-              "cache_dir": FLAGS.cache_dir, "baselines_dir": str(REPO / "benchmarks" / "baselines"),
+              "cache_dir": FLAGS.cache_dir, "baselines_dir": FLAGS.baselines_dir,
               "target": FLAGS.target, "sparsity": FLAGS.sparsity, "round_to": FLAGS.round_to,
               "distill": FLAGS.distill, "contrast": list(FLAGS.contrast),
+              "frontier": list(FLAGS.frontier),
               "curve": ({FLAGS.curve_case: sorted(map(float, FLAGS.curve))}
                         if FLAGS.curve_case else {}),
               "latency_rounds": FLAGS.latency_rounds if FLAGS.full else 4}
+    if FLAGS.publish_baselines:
+        if not (FLAGS.cache_dir and FLAGS.baselines_dir):
+            raise app.UsageError("--publish_baselines needs --cache_dir and --baselines_dir.")
+        for name in FLAGS.cases:
+            case = case_config(name, config)
+            cached = row_path(name, case, "channel", case["sparsity"])
+            print(f"{name}: {_baselines.publish(cached, Path(FLAGS.baselines_dir))}")
+        return
     began = time.time()
     fresh = {name: run_case(name, config) for name in FLAGS.cases}
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS

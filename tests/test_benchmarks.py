@@ -101,7 +101,7 @@ def test_channel_pruning_benchmark_quick_run_measures_both_models(data_dir, tmp_
 
     config = {"full": False, "seed": 0, "data_dir": str(data_dir), "cache_dir": str(tmp_path),
               "baselines_dir": "", "target": "channels", "sparsity": 0.35, "round_to": 4,
-              "distill": True, "latency_rounds": 2}
+              "distill": True, "latency_rounds": 2, "frontier": ["lenet5"]}
     result = channel_pruning.run_case("lenet5", config)
     before, after = result["rows"]["unpruned int8"], result["rows"]["channel-pruned int8"]
     assert before["fully_integer"] and after["fully_integer"]
@@ -109,6 +109,16 @@ def test_channel_pruning_benchmark_quick_run_measures_both_models(data_dir, tmp_
     assert after["arena"] < before["arena"] and after["micro"] is not None
     assert result["ratios"]["litert"] > 0 and result["ratios"]["micro"] > 0
     assert "### lenet5" in channel_pruning.render([result], config)
+    # The untrained settings' table: every setting shrinks the widths and the
+    # flatbuffer; the MACs+parameters one removes at least its share of both.
+    unpruned, *settings = result["frontier"]["rows"]
+    assert len(settings) == len(channel_pruning.FRONTIER["lenet5"])
+    for row in settings:
+        assert sum(row["widths"]) < sum(unpruned["widths"]) and row["bytes"] < unpruned["bytes"]
+        assert row["arena"] and row["litert_ms"] > 0 and row["micro_ms"] > 0
+    both = next(r for r in settings if r["setting"].startswith("macs+params"))
+    assert (both["macs"] / unpruned["macs"] + both["params"] / unpruned["params"]) / 2 <= 0.5
+    assert "What each setting buys" in channel_pruning.render([result], config)
     cached = [p for p in tmp_path.iterdir() if "-channel-" in p.name]
     assert len(cached) == 1
     again = channel_pruning.run_case("lenet5", config)
