@@ -20,9 +20,10 @@ parameter budget is met by the cheapest importance), removes channels until
 the budget is spent. "macs+params" counts a part's share of the model's MACs
 plus its share of the parameters: compute (latency) and flash weigh alike,
 so neither the high-resolution layers (most MACs) nor the wide last ones
-(most parameters) alone carry the cut. `min_channels` bounds every group; with `round_to` a
-group loses a block at a time (its least important channels down to the next
-multiple), so the budget counts exactly what the rounded counts remove.
+(most parameters) alone carry the cut. `min_channels` bounds every group;
+with `round_to` a group loses a block at a time (its least important
+channels down to the next multiple), so the budget counts exactly what the
+rounded counts remove.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class ChannelSpec:
 
     def measure(self, macs: float, params: float) -> float:
         """What `target` counts of a part with these MACs and parameters:
-        either, or for "macs+params" their shares of the model's summed (so
-        the whole model counts 2)."""
+        the one it names, or for "macs+params" the part's share of the
+        model's MACs plus its share of the parameters (the model counts 2)."""
         if self.target == "macs+params":
             return ((macs / self.total_macs if self.total_macs else 0.0)
                     + (params / self.total_params if self.total_params else 0.0))
