@@ -5,13 +5,15 @@ Per case, from the suite's trained float baseline (`benchmarks._cases`; the
 committed `benchmarks/baselines/` for the CIFAR-10 models): the unpruned int8
 model (post-training, 500 calibration images), and keras-compress'
 `prune(structure="channel")` removing the case's share (`SETTINGS`: of every
-group's channels, or of the model's MACs; `--target`, `--sparsity` and
-`--round_to` override it), distilled from the float baseline, then
-`strip(shrink=True)`, QAT
-(distilled again) and int8. Both int8 models are measured here, in one run:
-flatbuffer bytes, LiteRT latency (1 thread, XNNPACK) and TFLite-Micro latency
-(each timed with the models interleaved), the measured arena, accuracy in LiteRT and
-TFLite-Micro, and `kc.profile`'s parameters and MACs.
+group's channels, or of the model's MACs and parameters; `--target`,
+`--sparsity` and `--round_to` override it), distilled from the float
+baseline, then `strip(shrink=True)`, QAT (distilled again) and int8. Both
+int8 models are measured here, in one run: flatbuffer bytes, LiteRT latency
+(1 thread, XNNPACK) and TFLite-Micro latency (each timed with the models
+interleaved), the measured arena, accuracy in LiteRT and TFLite-Micro, and
+`kc.profile`'s parameters and MACs. For the `--frontier` cases also what
+each of several settings buys on the device before training
+(`benchmarks._frontier`).
 
     python -m benchmarks.channel_pruning --quick        # a few minutes
     python -m benchmarks.channel_pruning --full         # LeNet-5, ResNet-8, DS-CNN
@@ -83,8 +85,9 @@ def _define_flags() -> None:
                       "the section from the results kept in docs/benchmarks.json.")
     flags.DEFINE_enum("target", None, ["channels", "macs", "params", "macs+params"],
                       "What --sparsity counts: each group's channels (uniform, which "
-                      "removes about as many parameters as MACs) or the model's MACs "
-                      "(one global ranking). Default: the case's SETTINGS.")
+                      "removes about as many parameters as MACs), or the model's MACs, "
+                      "parameters or the mean of both shares (one global ranking). "
+                      "Default: the case's SETTINGS.")
     flags.DEFINE_float("sparsity", None, "Fraction of --target removed; 0.35 of every "
                        "group's channels leaves about 0.42 of the MACs of a layer between two. "
                        "Default: the case's SETTINGS.")
