@@ -29,7 +29,6 @@ row) into `benchmarks/baselines/`, to commit, and the next machine resumes it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -180,11 +179,9 @@ def row_path(name: str, config: dict, structure: str, sparsity: float) -> Path:
 
 def run_case(name: str, config: dict) -> dict:
     import keras
-    import numpy as np
 
     import keras_compress as kc
     import tflite_export
-    from tflite_export.model import write_atomic
 
     config = case_config(name, config)
     case = _cases.CASES[name]
@@ -213,31 +210,22 @@ def run_case(name: str, config: dict) -> dict:
         store = (Path(config["baselines_dir"])
                  if config["full"] and config.get("baselines_dir") and structure == "channel"
                  and sparsity == config["sparsity"] else None)
-        if store is not None:
-            seeded = _baselines.seed(cached, store)
-            if seeded:
-                print(f"   (copied the committed {seeded})", flush=True)
-        if cached.exists():
-            print(f"   (trained row from {cached})", flush=True)
-            with np.load(cached) as saved:
-                return (tflite_export.TFLiteModel(saved["tflite"].tobytes()),
-                        json.loads(str(saved["meta"])))
-        print(f"== {name}: {structure} pruning ({sparsity:g}), "
-              f"{'shrink, ' if structure == 'channel' else ''}QAT ({recipe})", flush=True)
-        backup = _baselines.backup_dir(cached) if store is not None else None
-        stripped, profile = _prune_shrink_qat(name, teacher, data, steps, recipe, config,
-                                              x_shape, structure, sparsity, backup)
-        tfl = tflite_export.convert(stripped, mode="int8", io_dtype="int8")
-        meta = {"params": profile.total_params, "macs": profile.total_macs}
-        buffer = io.BytesIO()
-        np.savez(buffer, tflite=np.frombuffer(tfl.content, np.uint8),
-                 meta=np.array(json.dumps(meta)))
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cached, buffer.getvalue())
-        if store is not None:  # the row replaces the committed backup, if any
+        backup = _baselines.backup_dir(cached)
+
+        def compute():
+            print(f"== {name}: {structure} pruning ({sparsity:g}), "
+                  f"{'shrink, ' if structure == 'channel' else ''}QAT ({recipe})", flush=True)
+            stripped, profile = _prune_shrink_qat(name, teacher, data, steps, recipe, config,
+                                                  x_shape, structure, sparsity,
+                                                  backup if store is not None else None)
+            return (tflite_export.convert(stripped, mode="int8", io_dtype="int8"),
+                    {"params": profile.total_params, "macs": profile.total_macs})
+
+        row = _cache.cached_row(cached, {"baselines_dir": store or ""}, compute)
+        if store is not None and backup.is_dir():  # trained now: the row replaces the backup
             print(f"   (the {_baselines.publish(cached, store)}: commit it)", flush=True)
             shutil.rmtree(backup, ignore_errors=True)
-        return tfl, meta
+        return row
 
     before = kc.profile(teacher)
     artifacts = {"unpruned int8": (unpruned, {"params": before.total_params,
