@@ -5,8 +5,8 @@ Per case (LeNet-5 on MNIST, ResNet-8 and DS-CNN on CIFAR-10): the
 post-training int8 model of the suite's float baseline (500 calibration
 images), keras-compress' prune + QAT row (and its distilled row), and TFMOT's
 prune + PQAT row, each the artifact `benchmarks.run --full` trained and cached;
-the channel-pruned row of `benchmarks.channel_pruning --full` (35 % of each
-group's channels removed, shrunk, QAT); and keras-compress' row with its
+the channel-pruned row of `benchmarks.channel_pruning --full` (the case's
+own setting there, `SETTINGS`: shrunk, QAT, the row its section reports); and keras-compress' row with its
 weights stored encoded (`compress_micro` with a 32 KB decompression budget,
 decoded on the device). This
 benchmark trains nothing: a row missing from the cache is reported missing. Each is built with `tflite_export.firmware` for a Cortex-M4
@@ -43,7 +43,7 @@ KEY = "firmware"
 REPO = Path(__file__).resolve().parents[1]
 CASES = ("lenet5", "resnet8", "ds_cnn")
 ROWS = ("PTQ int8", "keras-compress", _cases.DISTILLED, "TFMOT")
-CHANNELS = "channel-pruned 35 %"
+CHANNELS = "channel-pruned"
 COMPRESSED = "keras-compress, compress_micro"
 RAM_BUDGET = 32 * 1024   # decoded weights of one op: fits the M4 preset's 256 KB
 # (target, kernels) runs per artifact; the reference run is for the ratio.
@@ -97,10 +97,11 @@ def artifacts(name: str, config: dict) -> tuple[dict, object, list[str]]:
     if "keras-compress" in found:
         found[COMPRESSED] = tflite_export.compress_micro(found["keras-compress"],
                                                          ram_budget=RAM_BUDGET).model
-    channel = channel_pruning.row_path(
-        name, {**config, "target": "channels", "round_to": 4, "distill": True}, "channel", 0.35)
-    if channel.exists():
-        found[CHANNELS] = _cache.cached_row(channel, {}, lambda: None)[0]
+    # The channel-pruning section's own row (committed in the baselines folder).
+    setting = channel_pruning.case_config(name, {**config, "distill": True})
+    channel = channel_pruning.row_path(name, setting, "channel", setting["sparsity"])
+    if _cache.in_cache(channel, config):
+        found[CHANNELS] = _cache.cached_row(channel, config, lambda: None)[0]
     else:
         notes.append(f"{name}: no cached channel-pruned row (run `python -m "
                      f"benchmarks.channel_pruning --full --cases={name}` first).")

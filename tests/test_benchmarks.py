@@ -119,6 +119,9 @@ def test_channel_pruning_benchmark_quick_run_measures_both_models(data_dir, tmp_
     both = next(r for r in settings if r["setting"].startswith("macs+params"))
     assert (both["macs"] / unpruned["macs"] + both["params"] / unpruned["params"]) / 2 <= 0.5
     assert "What each setting buys" in channel_pruning.render([result], config)
+    # A case measured elsewhere keeps its own date and CPU in its heading.
+    dated = {**result, "date": "2026-01-02", "cpu": "Some CPU (AVX2)", "machine": "x86_64, 2 cores"}
+    assert "; run 2026-01-02 on Some CPU (AVX2), 2 cores)" in channel_pruning.render([dated], config)
     cached = [p for p in tmp_path.iterdir() if "-channel-" in p.name]
     assert len(cached) == 1
     again = channel_pruning.run_case("lenet5", config)
