@@ -393,7 +393,8 @@ def main(argv) -> None:
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     key = f"{KEY}_full" if FLAGS.full else KEY
     # A run of some cases keeps the section's results of the others.
-    earlier = {r["case"]: r for r in _report.load(key, docs).get("results", [])}
+    section = _report.load(key, docs)
+    earlier = {r["case"]: r for r in section.get("results", [])}
     merged = {**earlier, **fresh}
     results = [merged[name] for name in RECIPES if name in merged]
     markdown = render(results, config)
@@ -402,7 +403,10 @@ def main(argv) -> None:
     _report.update(key, markdown, {"config": {k: v for k, v in config.items()
                                               if k not in ("data_dir", "cache_dir",
                                                            "baselines_dir")},
-                                   "results": results, "seconds": time.time() - began,
+                                   "results": results,
+                                   # a rewrite (no case run) keeps the last run's time
+                                   "seconds": (time.time() - began if fresh
+                                               else section.get("seconds")),
                                    **_report.environment()}, docs=docs)
 
 
