@@ -29,6 +29,8 @@ def other_tools_notes(result: dict) -> list[str]:
     return ["", *[f"- {n}." for n in notes]] if notes else []
 
 def render(results: list[dict], config: dict) -> str:
+    from benchmarks import _report
+
     def pct(v):
         return "" if v is None else f"{100 * v:.2f} %"
 
@@ -77,9 +79,7 @@ def render(results: list[dict], config: dict) -> str:
                   + f"{s['prune_epochs']} prune + {s['qat_epochs']} QAT epochs at Adam "
                   + f"{s['learning_rate']:g}"
                   + (", cosine-decayed per epoch" if s.get("lr_decay") == "cosine" else "")
-                  + (f"; run {r['date']}" if r.get("date") else "")
-                  + (f" on {r['cpu']}, {r['machine'].split(', ')[-1]}" if r.get("cpu") else "")
-                  + ")", "",
+                  + _report.measured_on(r) + ")", "",
                   "| artifact | Keras | LiteRT | TFLite-Micro | .tflite bytes | gzip | "
                   "ratio raw / gzip | LiteRT ms | vs float32 | step ratio | conversion s | "
                   "arena bytes |",

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 from tflite_export.model import write_atomic
@@ -71,6 +72,20 @@ def environment() -> dict:
 
     return {"keras": keras.__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "cpu": _cpu()}
+
+
+def stamped(result: dict) -> dict:
+    """A case's `result` with today's date and the machine it was measured on:
+    a run of some cases keeps the others' results, so each case carries its
+    own (latency ratios depend on the CPU's SIMD)."""
+    return {**result, "date": time.strftime("%Y-%m-%d"), **environment()}
+
+
+def measured_on(result: dict) -> str:
+    """'; run <date> on <cpu>, <n> cores' for a case heading ('' if unknown)."""
+    return ((f"; run {result['date']}" if result.get("date") else "")
+            + (f" on {result['cpu']}, {result['machine'].split(', ')[-1]}"
+               if result.get("cpu") else ""))
 
 
 def save_png(fig, path: Path) -> None:

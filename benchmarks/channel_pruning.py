@@ -283,6 +283,8 @@ _NAMES = {"channels": "channels", "macs": "MACs", "params": "parameters",
 
 
 def render(results: list[dict], config: dict) -> str:
+    from benchmarks import _report
+
     run = "full" if config["full"] else "quick"
     lines = [f"## Channel pruning that removes channels ({run} run)", "",
              f"`python -m benchmarks.channel_pruning --{run}`: per case the unpruned int8 model "
@@ -300,9 +302,7 @@ def render(results: list[dict], config: dict) -> str:
                   f"images; {setting['sparsity']:g} of the {_NAMES[setting['target']]} removed, "
                   f"round_to={setting['round_to']}"
                   + ("" if setting["distill"] else ", not distilled")
-                  + f"; epochs and rate {tuple(r['recipe'])}"
-                  + (f"; run {r['date']} on {r['cpu']}, {r['machine'].split(', ')[-1]}"
-                     if r.get("cpu") else "") + ")", "",
+                  + f"; epochs and rate {tuple(r['recipe'])}" + _report.measured_on(r) + ")", "",
                   "| model | params | MACs | .tflite bytes | LiteRT ms | TFLite-Micro ms | "
                   "arena bytes | LiteRT acc | TFLite-Micro acc |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -386,10 +386,7 @@ def main(argv) -> None:
             print(f"{name}: {_baselines.publish(cached, Path(FLAGS.baselines_dir))}")
         return
     began = time.time()
-    # Each case keeps the date and CPU it was measured on: a run of some cases
-    # keeps the others' results, and latency ratios depend on the CPU's SIMD.
-    fresh = {name: {**run_case(name, config), "date": time.strftime("%Y-%m-%d"),
-                    **_report.environment()} for name in FLAGS.cases}
+    fresh = {name: _report.stamped(run_case(name, config)) for name in FLAGS.cases}
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     key = f"{KEY}_full" if FLAGS.full else KEY
     # A run of some cases keeps the section's results of the others.

@@ -5,9 +5,9 @@ Per case (LeNet-5 on MNIST, ResNet-8 and DS-CNN on CIFAR-10): the
 post-training int8 model of the suite's float baseline (500 calibration
 images), keras-compress' prune + QAT row (and its distilled row), and TFMOT's
 prune + PQAT row, each the artifact `benchmarks.run --full` trained and cached;
-the channel-pruned row of `benchmarks.channel_pruning --full` (the case's
-own setting there, `SETTINGS`: shrunk, QAT, the row its section reports); and keras-compress' row with its
-weights stored encoded (`compress_micro` with a 32 KB decompression budget,
+the channel-pruned row of `benchmarks.channel_pruning --full` (the row its
+section reports, at the case's `SETTINGS`: shrunk, QAT); and keras-compress'
+row with its weights stored encoded (`compress_micro` with a 32 KB decompression budget,
 decoded on the device). This
 benchmark trains nothing: a row missing from the cache is reported missing. Each is built with `tflite_export.firmware` for a Cortex-M4
 (CMSIS-NN, and the reference kernels for the ratio) and a Cortex-M55 with

@@ -249,8 +249,7 @@ def main(argv) -> None:
     docs = Path(FLAGS.docs) if FLAGS.docs else _report.DOCS
     config["docs_dir"] = docs
     key = f"{KEY}_full" if FLAGS.full else KEY
-    fresh = {name: {**run_case(name, config), "date": time.strftime("%Y-%m-%d"),
-                    **_report.environment()} for name in FLAGS.cases}
+    fresh = {name: _report.stamped(run_case(name, config)) for name in FLAGS.cases}
     results = _accumulate(fresh, key, docs)
     markdown = _render.render(results, config)
     print(markdown)
