@@ -11,7 +11,9 @@ When a change does alter what training or conversion computes, the golden
 test (`tests/test_golden.py`, which runs `python -m benchmarks._golden`: a few
 seeded steps of each kind on fixed data) fails and names the kind: bump its
 number here (the rows of that kind are then trained again) and record the new
-numbers with `python -m benchmarks._golden --update`.
+numbers with `python -m benchmarks._golden --update` (it keeps one record per
+SIMD level; records of the old versions are dropped, so a CPU of another level
+then asks for its own `--update`).
 """
 
 from __future__ import annotations

@@ -43,11 +43,8 @@ def load(key: str, docs: Path = DOCS) -> dict:
     return json.loads(json_path.read_text()).get(key, {}) if json_path.exists() else {}
 
 
-def _cpu() -> str:
-    """The CPU model and its widest SIMD level, from /proc/cpuinfo where there
-    is one: LiteRT latencies depend on it (the int8 ResNet-8 of the suite took
-    0.08 ms on the machine of its earlier runs and 0.45 ms, slower than its
-    float model, on an AVX2-only AMD EPYC)."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as info:
@@ -58,12 +55,24 @@ def _cpu() -> str:
                     break
     except OSError:
         pass
-    model = fields.get("model name") or platform.processor() or platform.machine()
-    flags = set(fields.get("flags", "").split())
-    simd = next((name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"),
+    return fields
+
+
+def simd() -> str | None:
+    """The CPU's widest x86 SIMD level ("AVX-512 VNNI", ..., "AVX2"), or None."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    return next((name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"),
                                          ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"))
                  if flag in flags), None)
-    return model + (f" ({simd})" if simd else "")
+
+
+def _cpu() -> str:
+    """The CPU model and its widest SIMD level: LiteRT latencies depend on it
+    (the int8 ResNet-8 of the suite took 0.08 ms on the machine of its earlier
+    runs and 0.45 ms, slower than its float model, on an AVX2-only AMD EPYC)."""
+    model = _cpuinfo().get("model name") or platform.processor() or platform.machine()
+    level = simd()
+    return model + (f" ({level})" if level else "")
 
 
 def environment() -> dict:
