@@ -58,9 +58,10 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
-def simd() -> str | None:
-    """The CPU's widest x86 SIMD level ("AVX-512 VNNI", ..., "AVX2"), or None."""
-    flags = set(_cpuinfo().get("flags", "").split())
+def simd(fields: dict[str, str] | None = None) -> str | None:
+    """The CPU's widest x86 SIMD level ("AVX-512 VNNI", ..., "AVX2"), or None;
+    from `fields` (`_cpuinfo()`'s) when given."""
+    flags = set((_cpuinfo() if fields is None else fields).get("flags", "").split())
     return next((name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"),
                                          ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"))
                  if flag in flags), None)
@@ -70,8 +71,9 @@ def _cpu() -> str:
     """The CPU model and its widest SIMD level: LiteRT latencies depend on it
     (the int8 ResNet-8 of the suite took 0.08 ms on the machine of its earlier
     runs and 0.45 ms, slower than its float model, on an AVX2-only AMD EPYC)."""
-    model = _cpuinfo().get("model name") or platform.processor() or platform.machine()
-    level = simd()
+    fields = _cpuinfo()
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    level = simd(fields)
     return model + (f" ({level})" if level else "")
 
 
