@@ -18,7 +18,7 @@ import warnings
 __all__ = ["frontier", "render"]
 
 
-def _selected(model, x, target: str, sparsity: float, round_to: int):
+def _selected(model, x, target: str, sparsity: float, round_to: int, max_sparsity: float):
     """`model` with the channels `prune` removes at `sparsity` (one mask
     update through a fit of one batch at learning rate 0) physically gone."""
     import keras
@@ -29,7 +29,8 @@ def _selected(model, x, target: str, sparsity: float, round_to: int):
     with warnings.catch_warnings():  # the logits, the model's output, keep their channels
         warnings.simplefilter("ignore")
         pruned = kc.prune(model, kc.ConstantSparsity(sparsity, 0), structure="channel",
-                          target=target, ranking="global", round_to=round_to)
+                          target=target, ranking="global", round_to=round_to,
+                          max_sparsity=max_sparsity)
     pruned.compile(keras.optimizers.SGD(0.0), "mse")
     batch = x[:8]
     pruned.fit(batch, np.zeros((len(batch), *model.output_shape[1:]), "float32"),
@@ -50,20 +51,22 @@ def _widths(model) -> list[int]:
 
 
 def frontier(teacher, unpruned, x, settings, rounds: int = 10) -> dict:
-    """Rows of (target, sparsity, round_to) `settings` measured against the
-    int8 TFLiteModel `unpruned` of the float model `teacher`; `x` are
-    calibration images."""
+    """Rows of (target, sparsity, round_to[, max_sparsity]) `settings`,
+    measured against the int8 TFLiteModel `unpruned` of the float model
+    `teacher`; `x` are calibration images."""
     import tflite_export
 
     import keras_compress as kc
 
     whole = kc.profile(teacher)
     models = {"unpruned": (unpruned, whole, _widths(teacher))}
-    for target, sparsity, round_to in settings:
-        small = _selected(teacher, x, target, sparsity, round_to)
+    for target, sparsity, round_to, *cap in settings:
+        cap = cap[0] if cap else 1.0
+        small = _selected(teacher, x, target, sparsity, round_to, cap)
         tfl = tflite_export.convert(small, mode="int8", io_dtype="int8",
                                     representative_data=x[:200])
-        models[f"{target} {sparsity:g} /{round_to}"] = (tfl, kc.profile(small), _widths(small))
+        label = f"{target} {sparsity:g} /{round_to}" + (f", max {cap:g}" if cap < 1 else "")
+        models[label] = (tfl, kc.profile(small), _widths(small))
     tfls = {label: tfl for label, (tfl, _, _) in models.items()}
     litert = tflite_export.compare_latency(tfls, rounds=rounds, runs_per_round=5)
     micro = tflite_export.compare_latency(tfls, rounds=max(2, rounds // 3), runs_per_round=2,
@@ -84,7 +87,7 @@ def render(result: dict) -> list[str]:
     lines = ["What each setting buys on the device before any training (the library's "
              "selection on the trained float weights, shrunk, int8; accuracy not measured; "
              f"widths of {', '.join(result['layers'])}):", "",
-             "| setting (target, sparsity, round_to) | widths | MACs | params | flatbuffer | "
+             "| setting (target, sparsity, round_to, max_sparsity) | widths | MACs | params | flatbuffer | "
              "arena | LiteRT | TFLite-Micro |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in result["rows"]:
         ratio = {k: base[k] / row[k] if row[k] else float("nan")

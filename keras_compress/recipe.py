@@ -34,7 +34,7 @@ from keras_compress.schedules import PolynomialDecay, Schedule, check_int
 
 __all__ = ["recipe"]
 
-_PRUNE_OPTIONS = ("ranking", "target", "min_channels", "round_to")
+_PRUNE_OPTIONS = ("ranking", "target", "min_channels", "round_to", "max_sparsity")
 
 
 def recipe(
@@ -78,7 +78,7 @@ def recipe(
         structure: "unstructured", "channel" or N:M such as "2:4".
         skip_pruning: layers to keep dense (names, classes or a callable).
         prune_options: further `prune` arguments for `structure="channel"`:
-            `ranking`, `target`, `min_channels`, `round_to`; e.g.
+            `ranking`, `target`, `min_channels`, `round_to`, `max_sparsity`; e.g.
             `{"target": "macs+params", "round_to": 16}`.
         qat_from_epoch: first epoch with fake quantization (the masks are kept);
             None: no QAT. Ranges are observed from the start.

@@ -252,6 +252,12 @@ def test_blocked_layers_are_named_and_bad_targets_refused():
         kc.prune(model, kc.ConstantSparsity(0.99, 0), structure="channel", target="macs")
     with pytest.raises(ValueError, match="`round_to` must be an integer >= 1"):
         kc.prune(model, structure="channel", round_to=0)
+    for bad in (0.0, 1.5, "half"):
+        with pytest.raises(ValueError, match=r"`max_sparsity` .* must be in \(0, 1\]"):
+            kc.prune(model, structure="channel", max_sparsity=bad)
+    with pytest.raises(ValueError, match=r"at most 0\.\d+ .*max_sparsity=0.25.*raise max_sparsity"):
+        kc.prune(model, kc.ConstantSparsity(0.5, 0), structure="channel", target="macs",
+                 max_sparsity=0.25)
     with pytest.raises(ValueError, match="structure='channel' only"):
         kc.prune(model, target="macs")
     dense = keras.Sequential([keras.Input((4,)), L.Dense(3, name="only")])
@@ -347,6 +353,36 @@ def test_a_rounded_macs_target_removes_whole_blocks_and_is_met():
         assert all(w % round_to == 0 for w in widths), (round_to, widths)
         before, after = kc.profile(model).total_macs, kc.profile(small).total_macs
         assert after <= (1 - share) * before, (round_to, widths, after / before)
+
+
+def test_max_sparsity_caps_every_group_and_the_budget_is_still_met(tmp_path):
+    """A MACs target without a cap takes the costliest groups (the
+    high-resolution 16-channel ones) below half their width; with
+    max_sparsity=0.5 every group keeps at least half its channels and the
+    budget moves to the others, still met. The cap survives a save and
+    reload of the wrapped model (it is part of each wrapper's channel group)."""
+    model = _pyramid()
+    x = np.random.default_rng(0).random((8, 32, 32, 3), dtype="float32")
+    full = (16, 16, 64, 128)
+    widths = {}
+    for cap in (1.0, 0.5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the logits keep their channels
+            pruned = kc.prune(model, kc.ConstantSparsity(0.5, 0), structure="channel",
+                              target="macs", ranking="global", round_to=4, max_sparsity=cap)
+        pruned.compile(keras.optimizers.SGD(0.0), "mse")
+        pruned.fit(x, np.zeros((8, 10)), batch_size=8, epochs=1, verbose=0,
+                   callbacks=[kc.PruningCallback()])
+        small = kc.shrink(pruned)
+        widths[cap] = [small.get_layer(f"c{i}").filters for i in range(4)]
+        assert kc.profile(small).total_macs <= 0.5 * kc.profile(model).total_macs, widths
+    assert min(w / f for w, f in zip(widths[1.0], full)) < 0.5, widths
+    assert all(w >= f // 2 for w, f in zip(widths[0.5], full)), widths
+    path = str(tmp_path / "capped.keras")
+    pruned.save(path)
+    reloaded = keras.models.load_model(path)
+    assert {w.channel_group.max_sparsity for w in reloaded.layers
+            if getattr(w, "channel_group", None) is not None} == {0.5}
 
 
 def _pyramid():

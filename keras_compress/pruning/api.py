@@ -53,6 +53,7 @@ def prune(
     target: str = "channels",
     min_channels: int = 1,
     round_to: int = 1,
+    max_sparsity: float = 1.0,
     pruning_schedule: PruningSchedule | None = None,
 ) -> keras.layers.Layer:
     """Wrap the prunable layers of `model` (or a single layer) for pruning.
@@ -91,6 +92,11 @@ def prune(
             many channels.
         round_to: with structure="channel", kept channel counts are rounded up
             to a multiple of this (4, 8 or 16 suit SIMD and CMSIS-NN kernels).
+        max_sparsity: with structure="channel", no group loses more than this
+            fraction of its channels. A MACs or parameter target spends its
+            budget where a channel costs most; without a cap it can thin a
+            residual stream to `min_channels` (0.5 keeps every group at least
+            half as wide).
         pruning_schedule: TFMOT's name for `schedule`.
 
     Returns:
@@ -111,7 +117,7 @@ def prune(
     )
     check_ranking(ranking, parsed)
     options = dict(schedule=schedule, structure=str(parsed), ranking=ranking)
-    channel_args = _check_channel_args(parsed, target, min_channels, round_to)
+    channel_args = _check_channel_args(parsed, target, min_channels, round_to, max_sparsity)
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(
@@ -200,16 +206,22 @@ def prune(
     return graph.rebuild(model, replace)
 
 
-def _check_channel_args(parsed, target, min_channels, round_to) -> dict:
-    if parsed.kind != "channel" and (target != "channels" or min_channels != 1 or round_to != 1):
-        raise ValueError("`target`, `min_channels` and `round_to` apply to "
+def _check_channel_args(parsed, target, min_channels, round_to, max_sparsity) -> dict:
+    if parsed.kind != "channel" and (target != "channels" or min_channels != 1
+                                     or round_to != 1 or max_sparsity != 1.0):
+        raise ValueError("`target`, `min_channels`, `round_to` and `max_sparsity` apply to "
                          "structure='channel' only.")
     if target not in groups_lib.TARGETS:
         raise ValueError(f"`target` must be one of {groups_lib.TARGETS}; received {target!r}.")
     for name, value in (("min_channels", min_channels), ("round_to", round_to)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be an integer >= 1; received {value!r}.")
-    return dict(target=target, min_channels=min_channels, round_to=round_to)
+    if isinstance(max_sparsity, bool) or not isinstance(max_sparsity, (int, float)) \
+            or not 0.0 < max_sparsity <= 1.0:
+        raise ValueError("`max_sparsity` (the largest fraction of a group's channels removed) "
+                         f"must be in (0, 1]; received {max_sparsity!r}.")
+    return dict(target=target, min_channels=min_channels, round_to=round_to,
+                max_sparsity=float(max_sparsity))
 
 
 def _channel_groups(model, selected, schedule, ranking, args, named=None):
@@ -251,9 +263,11 @@ def _channel_groups(model, selected, schedule, ranking, args, named=None):
             f"The schedule's sparsity {schedule.target_sparsity:g} of the model's {target} "
             f"cannot be reached by channel pruning: at most {reach:.3f} (every prunable group "
             f"down to min_channels={args['min_channels']}"
+            + (f" and max_sparsity={args['max_sparsity']:g}" if args["max_sparsity"] < 1 else "")
             + (f", rounded up to a multiple of round_to={args['round_to']}"
                if args["round_to"] > 1 else "")
-            + "). Lower the target" + (" or round_to." if args["round_to"] > 1 else "."))
+            + "). Lower the target" + (" or round_to" if args["round_to"] > 1 else "")
+            + (", or raise max_sparsity." if args["max_sparsity"] < 1 else "."))
     return kept, specs_out
 
 

@@ -65,6 +65,7 @@ class ChannelSpec:
     target: str = "channels"
     min_channels: int = 1
     round_to: int = 1
+    max_sparsity: float = 1.0  # the largest fraction of the group's channels removed
 
     def measure(self, macs: float, params: float) -> float:
         """What `target` counts of a part with these MACs and parameters:
@@ -100,7 +101,8 @@ def _params(layer) -> int:
 
 
 def plan(model: keras.Model, *, target: str = "channels", min_channels: int = 1,
-         round_to: int = 1) -> tuple[dict[str, ChannelSpec], dict[str, str]]:
+         round_to: int = 1, max_sparsity: float = 1.0
+         ) -> tuple[dict[str, ChannelSpec], dict[str, str]]:
     """({source layer name: its spec}, {source layer name: why it stays
     whole}) over `model` and the Sequential/functional models nested in it."""
     specs: dict[str, ChannelSpec] = {}
@@ -110,7 +112,8 @@ def plan(model: keras.Model, *, target: str = "channels", min_channels: int = 1,
     totals = profile(model)
     _plan_level(ModelGraph(model), specs, refused,
                 dict(target=target, min_channels=min_channels, round_to=round_to,
-                     total_macs=float(totals.total_macs), total_params=float(totals.total_params)))
+                     max_sparsity=float(max_sparsity), total_macs=float(totals.total_macs),
+                     total_params=float(totals.total_params)))
     return specs, refused
 
 
@@ -178,7 +181,10 @@ def importance(wrappers) -> np.ndarray:
 
 
 def _kept(spec: ChannelSpec, keep: int) -> int:
-    keep = max(keep, spec.min_channels, 1)
+    """`keep` channels of the group, raised to what `min_channels` and
+    `max_sparsity` allow and rounded up to a multiple of `round_to`."""
+    least = math.ceil(round(spec.channels * (1.0 - spec.max_sparsity), 6))
+    keep = max(keep, least, spec.min_channels, 1)
     if spec.round_to > 1:
         keep = math.ceil(keep / spec.round_to) * spec.round_to
     return min(keep, spec.channels)
@@ -276,7 +282,7 @@ class _Budget:
 
 def reachable(specs: list[ChannelSpec]) -> float:
     """The largest removable fraction of the target quantity: every group
-    down to `min_channels`."""
+    down to what `min_channels` and `max_sparsity` allow."""
     groups = list({s.key: s for s in specs}.values())
     if not groups:
         return 0.0
