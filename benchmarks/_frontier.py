@@ -60,8 +60,8 @@ def frontier(teacher, unpruned, x, settings, rounds: int = 10) -> dict:
 
     whole = kc.profile(teacher)
     models = {"unpruned": (unpruned, whole, _widths(teacher))}
-    for target, sparsity, round_to, *cap in settings:
-        cap = cap[0] if cap else 1.0
+    for target, sparsity, round_to, *rest in settings:
+        cap = rest[0] if rest else 1.0
         small = _selected(teacher, x, target, sparsity, round_to, cap)
         tfl = tflite_export.convert(small, mode="int8", io_dtype="int8",
                                     representative_data=x[:200])
@@ -87,8 +87,9 @@ def render(result: dict) -> list[str]:
     lines = ["What each setting buys on the device before any training (the library's "
              "selection on the trained float weights, shrunk, int8; accuracy not measured; "
              f"widths of {', '.join(result['layers'])}):", "",
-             "| setting (target, sparsity, round_to, max_sparsity) | widths | MACs | params | flatbuffer | "
-             "arena | LiteRT | TFLite-Micro |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| setting (target, sparsity, round_to, max_sparsity) | widths | MACs | params | "
+             "flatbuffer | arena | LiteRT | TFLite-Micro |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in result["rows"]:
         ratio = {k: base[k] / row[k] if row[k] else float("nan")
                  for k in ("macs", "params", "bytes", "arena", "litert_ms", "micro_ms")}
