@@ -112,3 +112,26 @@ def test_token_model_runs_in_tflite_micro_once_the_index_guard_is_dropped(token_
     assert np.mean(device.argmax(-1) == litert.argmax(-1)) >= 0.99
     with pytest.raises(ValueError, match="none \\(or several\\) match model input"):
         tflite_export.predict(tfl, {"ids": test["token_ids"], "segment_ids": test["segment_ids"]})
+
+
+def test_child_processes_import_the_parents_tflite_export(tmp_path):
+    """The converter, probe and decode-check children run `python -m
+    tflite_export._...`: they must import the tflite_export their parent
+    imported, even where another one is installed (here: a copy of the
+    package, found by the parent only)."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    copy = tmp_path / "elsewhere" / "tflite_export"
+    shutil.copytree(Path(tflite_export.__file__).parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    spec = importlib.util.spec_from_file_location("copied_child", copy / "_child.py")
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    done = subprocess.run([sys.executable, "-c", "import tflite_export; print(tflite_export.__file__)"],
+                          env=child.env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Path(done.stdout.strip()) == copy / "__init__.py"

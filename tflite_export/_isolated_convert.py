@@ -12,13 +12,14 @@ the parent naming the signal and the layers that can cause it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from tflite_export import _child
 
 __all__ = ["convert_in_child"]
 
@@ -43,11 +44,10 @@ def convert_in_child(saved_model: str, signature_key: str, settings: dict,
         np.savez(work / "samples.npz", **{f"s{i}_{j}": a for i, row in enumerate(samples)
                                           for j, a in enumerate(row)},
                  count=np.array([len(samples), len(samples[0])]))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         proc = subprocess.run([sys.executable, "-m", "tflite_export._isolated_convert",
                                str(work)], capture_output=True, text=True, timeout=timeout,
-                              env=env)
+                              env=_child.env(TF_CPP_MIN_LOG_LEVEL="3"))
     except subprocess.TimeoutExpired:
         raise ConversionError(f"The TFLite converter ran for more than {timeout:.0f} s "
                               "converting the model in a child process; it was stopped.") from None

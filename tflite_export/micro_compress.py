@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export import encodings
+from tflite_export import _child, encodings
 from tflite_export.compression import index_bits
 from tflite_export.micro_run import aligned, decompression_bytes
 from tflite_export.model import NUMPY_TYPES, TFLiteModel
@@ -346,11 +345,8 @@ def _verify(original: TFLiteModel, compressed: TFLiteModel, chosen: dict, count:
                                        endpoint=True).astype(dtype) if limits is not None
                           else rng.random((count, *info.shape[1:]), dtype=np.float32))
         np.savez(folder / "inputs.npz", *inputs)
-        root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ,
-               "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
         done = subprocess.run([sys.executable, "-m", "tflite_export._decode_check", tmp],
-                              capture_output=True, text=True, env=env, timeout=600)
+                              capture_output=True, text=True, env=_child.env(), timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"compress_micro's verification crashed (exit {done.returncode}): "

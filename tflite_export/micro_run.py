@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tflite_export import _child
 from tflite_export.model import NUMPY_TYPES, TFLiteModel
 
 __all__ = [
@@ -124,13 +125,11 @@ class _Prober:
         self._proc = None
 
     def _start(self):
-        root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "tflite_export._micro_probe", str(self._path),
              str(self._decompression)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, env=env)
+            text=True, env=_child.env())
 
     def _stop(self):
         if self._proc is not None:
