@@ -184,3 +184,37 @@ def test_an_op_without_a_kernel_in_the_tree_is_named(tflm):
                                                                            "AddFullyConnected"])
     with pytest.raises(ValueError, match=r"has no AddStft\(\).*no kernel for that op"):
         tflm_lib.registrations(root, ["AddStft"])
+
+
+def test_builders_sharing_a_cache_take_turns(tmp_path, monkeypatch):
+    """Two builds into one cache at once (parallel tests, a benchmark beside a
+    notebook): the second waits for the first's lock, then finds its files,
+    instead of unpacking and compiling the same tree twice."""
+    import tarfile
+    import threading
+
+    from tflite_export.firmware import tflm as tflm_lib
+
+    monkeypatch.setenv("TFLITE_EXPORT_CACHE", str(tmp_path / "cache"))
+    tree = tmp_path / "src" / "tflite-micro"
+    (tree / tflm_lib._MAKEFILE).parent.mkdir(parents=True)
+    (tree / tflm_lib._MAKEFILE).write_text("# a stand-in tree\n")
+    archive = tmp_path / "tflm.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="tflite-micro")
+    found, entered = [], threading.Event()
+
+    def second():
+        entered.set()
+        found.append(tflm_lib.tflm_root(archive))
+
+    with tflm_lib._cache_lock():
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert entered.wait(60)
+        thread.join(1.0)
+        assert thread.is_alive() and not found   # waits while the lock is held
+    thread.join(60)
+    assert found == [tflm_lib.tflm_root(archive)]
+    assert (found[0] / tflm_lib._MAKEFILE).read_text() == "# a stand-in tree\n"
+    assert [p.name for p in found[0].parent.parent.iterdir()] == [found[0].parent.name]

@@ -17,7 +17,7 @@ def test_notebook_executes(path: Path, data_dir, tmp_path, monkeypatch):
     import nbformat
 
     monkeypatch.setenv("KERAS_COMPRESS_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("NOTEBOOK_EPOCHS", "3")
+    monkeypatch.setenv("NOTEBOOK_EPOCHS", "2")
     monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     notebook = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",

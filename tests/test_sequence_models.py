@@ -16,9 +16,9 @@ from keras_compress.deploy import sigmoid_gelu
 L = keras.layers
 
 
-MODELS = {  # builder, float epochs
-    "vit": (sequence_models.vit, 10),
-    "tokens": (sequence_models.token_transformer, 10),
+MODELS = {  # builder, float epochs (the transformers reach about 0.92 in 5)
+    "vit": (sequence_models.vit, 5),
+    "tokens": (sequence_models.token_transformer, 5),
     "lstm": (lambda: sequence_models.recurrent("lstm"), 6),
     "gru": (lambda: sequence_models.recurrent("gru"), 6),
     "crnn": (lambda: sequence_models.recurrent("crnn"), 6),
@@ -48,7 +48,7 @@ def test_qat_converts_fully_int8_within_a_point_and_micro_agrees(name, mnist):
     assert float_acc > 0.85
 
     qat = compile_classifier(kc.quantize(model), 2e-4)
-    qat.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    qat.fit(x[:2000], y[:2000], batch_size=64, epochs=1, verbose=0)  # ranges settle in 32 steps
     plain = kc.strip(qat)
     # Attention and LayerNormalization carry QAT ranges on every inner tensor:
     # no calibration; the fused LSTM's gates and the GRU's steps are calibrated.

@@ -18,6 +18,7 @@ Helium on the M55.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -56,6 +57,25 @@ def cache_dir() -> Path:
     path = Path(root) if root else Path.home() / ".cache" / "tflite_export" / "firmware"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def _cache_lock():
+    """Hold the cache's lock: processes that unpack or compile into it at the
+    same time (parallel tests, a benchmark beside a notebook) wait for each
+    other and take the first one's files instead of doing the same work twice.
+    Without `fcntl` (Windows) there is no lock; each write stays atomic."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(cache_dir() / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,25 +139,32 @@ def tflm_root(source: str | os.PathLike) -> Path:
         stat = path.stat()
         key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         target = cache_dir() / "tflm" / key.hexdigest()[:16]
-        if not (target / ".unpacked").exists():
-            staging = target.with_name(target.name + f".tmp{os.getpid()}")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            try:
-                with tarfile.open(path) as archive:
-                    archive.extractall(staging, filter="data")
-            except tarfile.TarError as exc:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise ValueError(f"cannot unpack TFLite-Micro archive {path}: {exc}") from None
-            (staging / ".unpacked").touch()
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
+        with _cache_lock():
+            _unpack(path, target)
         path = target
     for candidate in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
         if (candidate / _MAKEFILE).is_file():
             return candidate.resolve()
     raise FileNotFoundError(f"{source} holds no TensorFlow Lite Micro tree ({_MAKEFILE} "
                             "not found).")
+
+
+def _unpack(archive: Path, target: Path) -> None:
+    """Unpack `archive` into `target` unless an earlier call did."""
+    if (target / ".unpacked").exists():
+        return
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+    except tarfile.TarError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ValueError(f"cannot unpack TFLite-Micro archive {archive}: {exc}") from None
+    (staging / ".unpacked").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
 
 
 def _tree_id(root: Path) -> str:
@@ -331,6 +358,25 @@ def _compile_one(compiler: str, flags: list[str], root: Path, rel: str, out: Pat
     return None
 
 
+def _compile_all(todo: list, root: Path, cpu: str, kernels: str, progress: bool,
+                 errors: list[str]) -> None:
+    """Compile the (compiler, flags, source, object) jobs `todo` on every
+    core, appending each failure's message to `errors`."""
+    workers = max(1, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(_compile_one, c, f, root, r, o) for c, f, r, o in todo]
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            error = future.result()
+            if error:
+                errors.append(error)
+            if progress:
+                sys.stderr.write(f"\rcompiling TFLite-Micro for {cpu} ({kernels}): "
+                                 f"{done}/{len(todo)}")
+                sys.stderr.flush()
+    if progress:
+        sys.stderr.write("\n")
+
+
 def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
                   kernels: str = "cmsis_nn", compression: bool = False,
                   tools: Toolchain | None = None, progress: bool = True,
@@ -377,23 +423,12 @@ def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
         out = cache_dir() / "objects" / f"{Path(rel).stem}-{digest.hexdigest()[:20]}.o"
         jobs.append((compiler, flags, rel, out))
     (cache_dir() / "objects").mkdir(exist_ok=True)
-    todo = [j for j in jobs if not j[3].exists()]
     start = time.monotonic()
     errors = []
-    if todo:
-        workers = max(1, os.cpu_count() or 1)
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(_compile_one, c, f, root, r, o) for c, f, r, o in todo]
-            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                error = future.result()
-                if error:
-                    errors.append(error)
-                if progress:
-                    sys.stderr.write(f"\rcompiling TFLite-Micro for {cpu} ({kernels}): "
-                                     f"{done}/{len(todo)}")
-                    sys.stderr.flush()
-        if progress:
-            sys.stderr.write("\n")
+    with _cache_lock():
+        todo = [j for j in jobs if not j[3].exists()]
+        if todo:
+            _compile_all(todo, root, cpu, kernels, progress, errors)
     if errors:
         raise RuntimeError(f"compiling TFLite-Micro for {cpu} failed in {len(errors)} file(s); "
                            f"first: {errors[0]}")
