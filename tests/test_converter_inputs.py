@@ -3,6 +3,12 @@ them, and conversions that crash the converter (run in a child process)."""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -119,12 +125,6 @@ def test_child_processes_import_the_parents_tflite_export(tmp_path):
     tflite_export._...`: they must import the tflite_export their parent
     imported, even where another one is installed (here: a copy of the
     package, found by the parent only)."""
-    import importlib.util
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
     copy = tmp_path / "elsewhere" / "tflite_export"
     shutil.copytree(Path(tflite_export.__file__).parent, copy,
                     ignore=shutil.ignore_patterns("__pycache__"))

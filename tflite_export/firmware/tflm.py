@@ -358,10 +358,10 @@ def _compile_one(compiler: str, flags: list[str], root: Path, rel: str, out: Pat
     return None
 
 
-def _compile_all(todo: list, root: Path, cpu: str, kernels: str, progress: bool,
-                 errors: list[str]) -> None:
+def _compile_all(todo: list, root: Path, cpu: str, kernels: str, progress: bool) -> list[str]:
     """Compile the (compiler, flags, source, object) jobs `todo` on every
-    core, appending each failure's message to `errors`."""
+    core; returns the message of each failure."""
+    errors = []
     workers = max(1, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(_compile_one, c, f, root, r, o) for c, f, r, o in todo]
@@ -375,6 +375,7 @@ def _compile_all(todo: list, root: Path, cpu: str, kernels: str, progress: bool,
                 sys.stderr.flush()
     if progress:
         sys.stderr.write("\n")
+    return errors
 
 
 def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
@@ -424,11 +425,9 @@ def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
         jobs.append((compiler, flags, rel, out))
     (cache_dir() / "objects").mkdir(exist_ok=True)
     start = time.monotonic()
-    errors = []
     with _cache_lock():
         todo = [j for j in jobs if not j[3].exists()]
-        if todo:
-            _compile_all(todo, root, cpu, kernels, progress, errors)
+        errors = _compile_all(todo, root, cpu, kernels, progress) if todo else []
     if errors:
         raise RuntimeError(f"compiling TFLite-Micro for {cpu} failed in {len(errors)} file(s); "
                            f"first: {errors[0]}")
