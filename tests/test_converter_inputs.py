@@ -87,6 +87,46 @@ def test_representative_data_keeps_dtypes_and_names_wrong_keys():
         samples([np.full((2, 4), 0.5), np.ones((2, 4), bool)], specs, 5)
 
 
+def test_the_traced_route_gives_the_saved_model_routes_file(digits_split):
+    """`convert` traces a Keras model once and freezes its variables; the
+    SavedModel route (taken for isolate=True) is the reference. On a model
+    with two inputs whose names sort against their order, and dict outputs,
+    both give the same signature, inputs (in the model's order), ops and int8
+    outputs."""
+    (x, y), (xt, _) = digits_split
+    top, bottom = keras.Input((4, 8, 1), name="top"), keras.Input((4, 8, 1), name="bottom")
+    h = L.Concatenate(axis=1)([top, bottom])
+    h = L.Conv2D(8, 3, padding="same", activation="relu")(h)
+    logits = L.Dense(10, name="logits")(L.Flatten()(h))
+    compile_classifier(keras.Model([top, bottom], logits)).fit(
+        [x[:, :4], x[:, 4:]], y, epochs=3, batch_size=32, verbose=0)
+    model = keras.Model([top, bottom], {"logits": logits, "probs": L.Softmax()(logits)})
+    calibration = [x[:100, :4], x[:100, 4:]]  # a list, in the model's input order
+    traced = tflite_export.convert(model, mode="int8", representative_data=calibration)
+    reference = tflite_export.convert(model, mode="int8", representative_data=calibration,
+                                      isolate=True)
+    signature = {"serving_default": {"inputs": ["bottom", "top"], "outputs": ["logits", "probs"]}}
+    for tfl in (traced, reference):
+        assert Interpreter(model_content=tfl.content).get_signature_list() == signature
+        assert [t.name.split(":")[0] for t in tfl.inputs] == ["serving_default_top",
+                                                              "serving_default_bottom"]
+    assert traced.op_counts == reference.op_counts and traced.is_fully_integer
+    data = {"top": xt[:50, :4], "bottom": xt[:50, 4:]}
+    for a, b in zip(_litert_outputs(traced, data), _litert_outputs(reference, data)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        tflite_export.predict(traced, data), tflite_export.predict(reference, data))
+
+
+def _litert_outputs(tfl, data: dict) -> list[np.ndarray]:
+    """Every output of the default signature, by output name, sample by sample."""
+    runner = Interpreter(model_content=tfl.content).get_signature_runner()
+    rows = [runner(**{k: tfl.quantize_input(v[i:i + 1], j)
+                      for j, (k, v) in enumerate(data.items())})
+            for i in range(len(next(iter(data.values()))))]
+    return [np.concatenate([row[name] for row in rows]) for name in sorted(rows[0])]
+
+
 def test_a_converter_crash_does_not_take_the_caller_down(digits_split):
     """Full-int8 calibration of a Keras 3 LSTM segfaults the TFLite converter;
     it runs in a child process and becomes an error naming the layer."""
