@@ -130,9 +130,9 @@ def _frozen_converter(model: Any, structure: Any, specs: list, signature_name: s
     """(a converter on `model`'s inference call traced once, its variables
     frozen, and the signature to write into its result).
 
-    The SavedModel route costs a three-fold trace (Keras' export) and two
-    loads of the SavedModel (the converter's): a third of the time, or less.
-    Its result has no SignatureDef, so `_with_signature` writes the one the
+    This skips what the SavedModel route spends most of its time on: Keras'
+    export traces the model three times and the converter loads the
+    SavedModel twice. Its result has no SignatureDef, so `_with_signature` writes the one the
     SavedModel route gives: inputs by name, outputs `output_<i>` (or the
     model's dict keys), the inputs in the model's order."""
     import keras
