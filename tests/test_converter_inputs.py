@@ -118,6 +118,17 @@ def test_the_traced_route_gives_the_saved_model_routes_file(digits_split):
         tflite_export.predict(traced, data), tflite_export.predict(reference, data))
 
 
+def test_what_the_traced_route_fails_on_goes_through_a_saved_model():
+    """A lookup table has no TFLite builtin: the traced route's error would
+    name a leftover Placeholder; the SavedModel route, tried next, names the
+    table op."""
+    ids = keras.Input((4,), dtype="int64", name="ids")
+    codes = L.IntegerLookup(vocabulary=[3, 5, 7, 9])(ids)
+    model = keras.Model(ids, L.Dense(2)(L.Embedding(6, 3)(codes)))
+    with pytest.raises(tflite_export.ConversionError, match="HashTableV2"):
+        tflite_export.convert(model, mode="float32")
+
+
 def _litert_outputs(tfl, data: dict) -> list[np.ndarray]:
     """Every output of the default signature, by output name, sample by sample."""
     runner = Interpreter(model_content=tfl.content).get_signature_runner()

@@ -2,9 +2,9 @@
 
 Two routes, which give the same ops and outputs: `traced_converter` traces
 the model's inference call once and freezes its variables (the default), and
-`saved_model` exports it with `keras.export.ExportArchive` (for the child
-process, and for recurrent layers, which the converter fuses only from a
-SavedModel). The traced result has no SignatureDef: `with_signature` writes
+`saved_model_converter` exports it with `keras.export.ExportArchive` (for
+the child process, for recurrent layers, which the converter fuses only from
+a SavedModel, and for what the traced route fails to convert). The traced result has no SignatureDef: `with_signature` writes
 the one the SavedModel route gives.
 """
 
@@ -45,10 +45,12 @@ def input_specs(model: Any, batch_size: int) -> tuple[Any, list, list[InputSpec]
     return structure, specs, inputs
 
 
-def saved_model(model: Any, structure: Any, specs: list, folder: str,
-                signature_name: str) -> None:
-    """Export `model` with one endpoint taking its inputs in their own structure."""
+def saved_model_converter(model: Any, structure: Any, specs: list, folder: str,
+                          signature_name: str):
+    """A converter on `model` exported to `folder` as a SavedModel with one
+    endpoint, `signature_name`, taking its inputs in their own structure."""
     import keras
+    import tensorflow as tf
 
     def endpoint(*args):
         return model(keras.tree.pack_sequence_as(structure, list(args)), training=False)
@@ -57,6 +59,9 @@ def saved_model(model: Any, structure: Any, specs: list, folder: str,
     archive.track(model)
     archive.add_endpoint(signature_name, endpoint, input_signature=specs)
     archive.write_out(folder, verbose=False)
+    # Only our endpoint: Keras also writes a serving_default alias, which would
+    # become a second, duplicate subgraph.
+    return tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=[signature_name])
 
 
 def traced_converter(model: Any, structure: Any, specs: list, signature_name: str):
@@ -93,16 +98,14 @@ def with_signature(content: bytes, signature: tuple) -> bytes:
     from ai_edge_litert import schema_py_generated as fb
 
     from tflite_export import _schema
-    from tflite_export.converter import ConversionError
 
     model = _schema.parse(content)
     key, in_names, out_names = signature
     graph = model.subgraphs[0]
     if len(graph.inputs) != len(in_names) or len(graph.outputs) != len(out_names):
-        raise ConversionError(
+        raise ValueError(
             f"The converter returned {len(graph.inputs)} input(s) and {len(graph.outputs)} "
-            f"output(s) for a model with {len(in_names)} and {len(out_names)}; convert with "
-            "isolate=True (the SavedModel route) and report the model.")
+            f"output(s) for a model with {len(in_names)} and {len(out_names)}.")
 
     def tensor_maps(names, indices):
         maps = []

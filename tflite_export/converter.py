@@ -4,8 +4,8 @@ Keras 3 models are traced once under a static batch size (TFLite-Micro needs
 static shapes), their variables frozen, and converted by the MLIR converter;
 the result gets the SignatureDef a SavedModel export would give it. Models
 converted in a child process (`isolate`) or with recurrent layers (the
-converter fuses an LSTM only from a SavedModel) go through
-`keras.export.ExportArchive` and a SavedModel instead.
+converter fuses an LSTM only from a SavedModel), and any the traced route
+fails on, go through `keras.export.ExportArchive` and a SavedModel instead.
 
 Modes:
 
@@ -246,12 +246,8 @@ def convert(
                     # converter fuses an LSTM into one op, and keeps a stateful
                     # RNN's state in variables, only from a SavedModel.
                     saved_model = os.path.join(tmp, "saved_model")
-                    _keras_routes.saved_model(model, structure, specs, saved_model,
-                                              signature_name)
-                    # Only our endpoint: Keras also writes a serving_default alias,
-                    # which would become a second, duplicate subgraph.
-                    converter = tf.lite.TFLiteConverter.from_saved_model(
-                        saved_model, signature_keys=[signature_name])
+                    converter = _keras_routes.saved_model_converter(
+                        model, structure, specs, saved_model, signature_name)
                 else:
                     converter, signature = _keras_routes.traced_converter(
                         model, structure, specs, signature_name)
@@ -278,10 +274,20 @@ def convert(
                     {"mode": mode, "io_dtype": io_dtype, "dense_per_tensor": dense_per_tensor,
                      "allow_float_ops": allow_float_ops, "names": names}, samples, suspects,
                     tmp)
-            else:
+            elif signature is None:
                 content = converter.convert()
-                if signature is not None:
-                    content = _keras_routes.with_signature(content, signature)
+            else:
+                try:
+                    content = _keras_routes.with_signature(converter.convert(), signature)
+                except Exception:  # noqa: BLE001 - the SavedModel route decides
+                    # What the traced route fails on, the SavedModel route may
+                    # convert, or name the op it cannot: it runs once more.
+                    saved_model = os.path.join(tmp, "saved_model")
+                    converter = _keras_routes.saved_model_converter(
+                        model, structure, specs, saved_model, signature_name)
+                    configure(converter, mode, io_dtype, dense_per_tensor, samples,
+                              allow_float_ops, [spec.name for spec in inputs])
+                    content = converter.convert()
         except ConversionError:
             raise
         except Exception as exc:  # noqa: BLE001 - re-raised with guidance
