@@ -4,8 +4,9 @@ Two routes, which give the same ops and outputs: `traced_converter` traces
 the model's inference call once and freezes its variables (the default), and
 `saved_model_converter` exports it with `keras.export.ExportArchive` (for
 the child process, for recurrent layers, which the converter fuses only from
-a SavedModel, and for what the traced route fails to convert). The traced result has no SignatureDef: `with_signature` writes
-the one the SavedModel route gives.
+a SavedModel, and for what the traced route fails to convert). The traced
+result has no SignatureDef: `with_signature` writes the one the SavedModel
+route gives.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ def input_specs(model: Any, batch_size: int) -> tuple[Any, list, list[InputSpec]
     return structure, specs, inputs
 
 
+def _inference(model: Any, structure: Any):
+    """`model`'s inference call on its inputs given flat, in `structure`'s order."""
+    import keras
+
+    def call(*args):
+        return model(keras.tree.pack_sequence_as(structure, list(args)), training=False)
+
+    return call
+
+
 def saved_model_converter(model: Any, structure: Any, specs: list, folder: str,
                           signature_name: str):
     """A converter on `model` exported to `folder` as a SavedModel with one
@@ -52,12 +63,9 @@ def saved_model_converter(model: Any, structure: Any, specs: list, folder: str,
     import keras
     import tensorflow as tf
 
-    def endpoint(*args):
-        return model(keras.tree.pack_sequence_as(structure, list(args)), training=False)
-
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(signature_name, endpoint, input_signature=specs)
+    archive.add_endpoint(signature_name, _inference(model, structure), input_signature=specs)
     archive.write_out(folder, verbose=False)
     # Only our endpoint: Keras also writes a serving_default alias, which would
     # become a second, duplicate subgraph.
@@ -73,13 +81,9 @@ def traced_converter(model: Any, structure: Any, specs: list, signature_name: st
     SavedModel twice. The signature is the one the SavedModel route gives:
     inputs by name, in the model's order; outputs `output_<i>` (or the
     model's dict keys)."""
-    import keras
     import tensorflow as tf
 
-    def call(*args):
-        return model(keras.tree.pack_sequence_as(structure, list(args)), training=False)
-
-    traced = tf.function(call, input_signature=[
+    traced = tf.function(_inference(model, structure), input_signature=[
         tf.TensorSpec(spec.shape, spec.dtype, name=f"{signature_name}_{spec.name}")
         for spec in specs])
     concrete = traced.get_concrete_function()
