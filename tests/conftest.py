@@ -17,11 +17,37 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from keras.src.backend.tensorflow.trainer import TensorFlowTrainer  # noqa: E402
 
 import keras_compress as kc  # noqa: E402
 from keras_compress import model_walk  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Without a tf.distribute strategy, Keras creates the optimizer's and the
+# metrics' variables inside the first traced train (or test) step, and a
+# tf.function that creates variables is traced a second time: every first fit
+# traces its step twice. Under a strategy Keras builds them symbolically first.
+# The suite's in-process fits build first too, from the dataset's element
+# spec (no batch is consumed), and trace once: a quarter less CPU in the
+# training-heavy files. tests/test_fit_tracing.py pins that both ways train to
+# the same weights; notebooks, the CLI and the benchmark subprocesses keep
+# Keras' default. KERAS_COMPRESS_TEST_KERAS_BUILD=1 runs the suite Keras' way.
+_keras_build = TensorFlowTrainer._maybe_symbolic_build
+
+
+def build_before_tracing(self, iterator=None, data_batch=None):
+    if self._distribute_strategy is not None:
+        return _keras_build(self, iterator=iterator, data_batch=data_batch)
+    try:
+        spec = iterator._distributed_dataset.element_spec if iterator is not None else data_batch
+        self._symbolic_build(data_batch=spec)
+    except Exception:  # noqa: BLE001 - left to the first trace, as Keras does
+        pass
+
+
+if not os.environ.get("KERAS_COMPRESS_TEST_KERAS_BUILD"):
+    TensorFlowTrainer._maybe_symbolic_build = build_before_tracing
 
 
 def shared_datasets_dir() -> Path:
