@@ -218,3 +218,40 @@ def test_builders_sharing_a_cache_take_turns(tmp_path, monkeypatch):
     assert found == [tflm_lib.tflm_root(archive)]
     assert (found[0] / tflm_lib._MAKEFILE).read_text() == "# a stand-in tree\n"
     assert [p.name for p in found[0].parent.parent.iterdir()] == [found[0].parent.name]
+
+
+def test_sources_that_preprocess_alike_are_compiled_once(tmp_path):
+    """The object cache's second key is what the compiler sees: a source built
+    with other preprocessor flags (the reference against the CMSIS-NN build's
+    -DCMSIS_NN, another include folder) that preprocesses to the same text
+    takes the first build's object; a define the source uses, or another
+    optimisation level, compiles anew. Uses the host's C compiler."""
+    import shutil
+
+    from tflite_export.firmware import tflm as tflm_lib
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        _unavailable("no host C compiler (cc)")
+    root = tmp_path / "tree"
+    for folder, scale in (("a", 3), ("b", 3), ("c", 5)):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "scale.h").write_text(f"#define SCALE {scale}\n")
+    (root / "kernel.c").write_text(
+        '#include "scale.h"\nint kernel(int x) {\n#ifdef FAST\n  return x << 1;\n#endif\n'
+        "  return x * SCALE;\n}\n")
+    objects = tmp_path / "objects"
+    objects.mkdir()
+
+    def build(name, *flags):
+        return tflm_lib._compile_one(cc, ["-O2", *flags], root, "kernel.c", objects / name)
+
+    assert build("first.o", "-Ia", "-DCMSIS_NN") == (None, True)
+    assert build("first.o", "-Ia", "-DCMSIS_NN") == (None, False)      # the first key
+    assert build("reference.o", "-Ib") == (None, False)                # same text
+    assert (objects / "reference.o").read_bytes() == (objects / "first.o").read_bytes()
+    assert build("other_header.o", "-Ic") == (None, True)              # SCALE 5
+    assert build("fast.o", "-Ia", "-DFAST") == (None, True)            # the #ifdef
+    assert build("size.o", "-Os", "-Ia") == (None, True)               # codegen flag
+    error, compiled = build("broken.o", "-Imissing")
+    assert compiled and "scale.h" in error and not (objects / "broken.o").exists()

@@ -8,7 +8,11 @@ kernels); then only the kernels the model registers are compiled (every
 kernel file that defines a `Register_<OP>` the model's resolver does not call
 is left out), with TFLM's optimisation levels. Object files are cached by
 source content, flags and tree, so the second build of any model for a
-target compiles nothing but the model.
+target compiles nothing but the model. A missing object is first looked up
+by what the compiler would see (the preprocessed source and the code
+generation flags, as ccache's preprocessor mode does): the core files that
+the reference and the CMSIS-NN builds of a CPU, or its builds with and without
+compressed weights, preprocess alike are compiled once.
 
 Why not TFLM's `make microlite`: it compiles every kernel (about 9 minutes on
 two cores) and its cortex_m_qemu target forces soft float, which disables
@@ -345,28 +349,64 @@ class Library:
     seconds: float
 
 
-def _compile_one(compiler: str, flags: list[str], root: Path, rel: str, out: Path) -> str | None:
-    if out.exists():
+def _content_key(compiler: str, flags: list[str], root: Path, rel: str) -> str | None:
+    """What the compiler sees of `rel`: its preprocessed text (no line markers)
+    and the flags that are not preprocessor flags; None if it does not
+    preprocess (the compile then names the error)."""
+    proc = subprocess.run([compiler, *flags, "-E", "-P", rel], cwd=root, capture_output=True)
+    if proc.returncode != 0:
         return None
+    digest = hashlib.sha256(proc.stdout)
+    digest.update(repr((compiler, [f for f in flags if not f.startswith(("-D", "-I"))])).encode())
+    return digest.hexdigest()[:24]
+
+
+def _compile_one(compiler: str, flags: list[str], root: Path, rel: str,
+                 out: Path) -> tuple[str | None, bool]:
+    """Puts `rel`'s object at `out`; returns (error, whether it was compiled)."""
+    if out.exists():
+        return None, False
+    key = _content_key(compiler, flags, root, rel)
+    shared = out.parent / "by_content" / f"{Path(rel).stem}-{key}.o" if key else None
+    if shared is not None and shared.exists():
+        _place(shared, out)
+        return None, False
     tmp = out.with_suffix(f".tmp{os.getpid()}.o")
     proc = subprocess.run([compiler, *flags, "-c", rel, "-o", str(tmp)], cwd=root,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
-        return f"{rel}: {proc.stderr.strip()[-1500:]}"
+        return f"{rel}: {proc.stderr.strip()[-1500:]}", True
     os.replace(tmp, out)
-    return None
+    if shared is not None:
+        _place(out, shared)
+    return None, True
 
 
-def _compile_all(todo: list, root: Path, cpu: str, kernels: str, progress: bool) -> list[str]:
-    """Compile the (compiler, flags, source, object) jobs `todo` on every
-    core; returns the message of each failure."""
-    errors = []
+def _place(source: Path, target: Path) -> None:
+    """`target` becomes a hard link to (else a copy of) `source`, atomically."""
+    target.parent.mkdir(exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}.o")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _compile_all(todo: list, root: Path, cpu: str, kernels: str,
+                 progress: bool) -> tuple[list[str], int]:
+    """Compile (or take by content) the (compiler, flags, source, object) jobs
+    `todo` on every core; returns the message of each failure and how many
+    objects were compiled."""
+    errors, compiled = [], 0
     workers = max(1, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(_compile_one, c, f, root, r, o) for c, f, r, o in todo]
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            error = future.result()
+            error, did_compile = future.result()
+            compiled += did_compile
             if error:
                 errors.append(error)
             if progress:
@@ -375,7 +415,7 @@ def _compile_all(todo: list, root: Path, cpu: str, kernels: str, progress: bool)
                 sys.stderr.flush()
     if progress:
         sys.stderr.write("\n")
-    return errors
+    return errors, compiled
 
 
 def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
@@ -427,10 +467,10 @@ def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
     start = time.monotonic()
     with _cache_lock():
         todo = [j for j in jobs if not j[3].exists()]
-        errors = _compile_all(todo, root, cpu, kernels, progress) if todo else []
+        errors, compiled = _compile_all(todo, root, cpu, kernels, progress) if todo else ([], 0)
     if errors:
         raise RuntimeError(f"compiling TFLite-Micro for {cpu} failed in {len(errors)} file(s); "
                            f"first: {errors[0]}")
     return Library(root, cpu, kernels, tuple(j[3] for j in jobs), tuple(config.cxxflags),
-                   tuple(config.ccflags), tuple(includes), len(todo),
+                   tuple(config.ccflags), tuple(includes), compiled,
                    time.monotonic() - start)
