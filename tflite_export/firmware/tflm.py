@@ -11,8 +11,8 @@ source content, flags and tree, so the second build of any model for a
 target compiles nothing but the model. A missing object is first looked up
 by what the compiler would see (the preprocessed source and the code
 generation flags, as ccache's preprocessor mode does): the core files that
-the reference and the CMSIS-NN builds of a CPU, or its builds with and without
-compressed weights, preprocess alike are compiled once.
+the reference and the CMSIS-NN builds of a CPU preprocess alike are compiled
+once.
 
 Why not TFLM's `make microlite`: it compiles every kernel (about 9 minutes on
 two cores) and its cortex_m_qemu target forces soft float, which disables
@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -386,7 +387,8 @@ def _compile_one(compiler: str, flags: list[str], root: Path, rel: str,
 def _place(source: Path, target: Path) -> None:
     """`target` becomes a hard link to (else a copy of) `source`, atomically."""
     target.parent.mkdir(exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}.o")
+    # Two compile threads may place the same object: each writes its own file.
+    tmp = target.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}.o")
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)
