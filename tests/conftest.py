@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 # tf.function that creates variables is traced a second time: every first fit
 # traces its step twice. Under a strategy Keras builds them symbolically first.
 # The suite's in-process fits build first too, from the dataset's element
-# spec (no batch is consumed), and trace once: a quarter less CPU in the
-# training-heavy files. tests/test_fit_tracing.py pins that both ways train to
-# the same weights; notebooks, the CLI and the benchmark subprocesses keep
-# Keras' default. KERAS_COMPRESS_TEST_KERAS_BUILD=1 runs the suite Keras' way.
+# spec (no batch is consumed), and trace once (the time saved: docs/status.md).
+# tests/test_fit_tracing.py pins that both ways train to the same weights;
+# notebooks, the CLI and the benchmark subprocesses keep Keras' default.
+# KERAS_COMPRESS_TEST_KERAS_BUILD=1 runs the suite Keras' way.
 _keras_build = TensorFlowTrainer._maybe_symbolic_build
 
 
