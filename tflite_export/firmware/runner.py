@@ -180,8 +180,7 @@ def build_firmware(tfl, out_dir, target: str | Board = "cortex-m4", tflm=None,
     root = tflm_lib.tflm_root(source)
     registered = tflm_lib.registrations(root, [resolver_method(op) for op in micro.ops])
     library = tflm_lib.build_library(root, board.cpu, registered, kernels=kernels,
-                                     compression=micro.decompression_bytes > 0, tools=tools,
-                                     progress=progress)
+                                     tools=tools, progress=progress)
     project_lib.write_project(out, micro.name, micro.decompression_bytes, samples, board)
     try:
         elf = project_lib.link(out, library, tools, board)
@@ -189,8 +188,7 @@ def build_firmware(tfl, out_dir, target: str | Board = "cortex-m4", tflm=None,
         # The kernel selection missed a helper (a file it could not tell the
         # kernels need): the whole library, then.
         library = tflm_lib.build_library(root, board.cpu, registered, kernels=kernels,
-                                         compression=micro.decompression_bytes > 0, tools=tools,
-                                         progress=progress, all_kernels=True)
+                                         tools=tools, progress=progress, all_kernels=True)
         elf = project_lib.link(out, library, tools, board)
     return Firmware(elf=elf, board=board, kernels=kernels, model=tfl, micro=micro,
                     sizes=project_lib.sizes(elf, tools, micro.name),

@@ -211,20 +211,22 @@ class _Config:
     third_party: list[str]
 
 
-def _make_vars(cpu: str, kernels: str, compression: bool, tools: Toolchain) -> list[str]:
+def _make_vars(cpu: str, kernels: str, tools: Toolchain) -> list[str]:
+    # No USE_TFLM_COMPRESSION: it guards TFLite-Micro's per-kernel compressed
+    # tensors, which no model here uses, and its Makefile honours it only for
+    # the linux and xtensa targets. DECODE ops (compress_micro, compress_lut)
+    # and the decompression buffer need no flag.
     values = ["TARGET=cortex_m_generic", f"TARGET_ARCH={cpu}",
               f"TARGET_TOOLCHAIN_ROOT={Path(tools.gcc).parent}/"]
     if kernels == "cmsis_nn":
         values.append("OPTIMIZED_KERNEL_DIR=cmsis_nn")
-    if compression:
-        values.append("USE_TFLM_COMPRESSION=1")
     return values
 
 
-def _query(root: Path, cpu: str, kernels: str, compression: bool, tools: Toolchain) -> _Config:
+def _query(root: Path, cpu: str, kernels: str, tools: Toolchain) -> _Config:
     cache = cache_dir() / "queries"
     cache.mkdir(exist_ok=True)
-    key = hashlib.sha256(repr((_tree_id(root), cpu, kernels, compression, tools.gcc))
+    key = hashlib.sha256(repr((_tree_id(root), cpu, kernels, tools.gcc))
                          .encode()).hexdigest()[:20]
     saved = cache / f"{key}.txt"
     if saved.exists():
@@ -234,8 +236,7 @@ def _query(root: Path, cpu: str, kernels: str, compression: bool, tools: Toolcha
         mk.write_text(_PRINT_MK)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         proc = subprocess.run(
-            [tools.make, "-s", "-f", _MAKEFILE, "-f", str(mk), *_make_vars(cpu, kernels,
-                                                                             compression, tools),
+            [tools.make, "-s", "-f", _MAKEFILE, "-f", str(mk), *_make_vars(cpu, kernels, tools),
              "kc_query"], cwd=root, capture_output=True, text=True, env=env, timeout=300)
         mk.unlink(missing_ok=True)
         if proc.returncode != 0:
@@ -421,8 +422,7 @@ def _compile_all(todo: list, root: Path, cpu: str, kernels: str,
 
 
 def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
-                  kernels: str = "cmsis_nn", compression: bool = False,
-                  tools: Toolchain | None = None, progress: bool = True,
+                  kernels: str = "cmsis_nn", tools: Toolchain | None = None, progress: bool = True,
                   all_kernels: bool = False) -> Library:
     """Compile (or take from the cache) what a model's firmware links against.
 
@@ -433,7 +433,7 @@ def build_library(source: str | os.PathLike, cpu: str, registered: set[str],
         raise ValueError(f"`kernels` must be 'cmsis_nn' or 'reference'; received {kernels!r}.")
     tools = tools or find_toolchain(need_qemu=False)
     root = tflm_root(source)
-    config = _query(root, cpu, kernels, compression, tools)
+    config = _query(root, cpu, kernels, tools)
     texts = {rel: (root / rel).read_text(errors="replace") for rel in config.kernel_sources
              if rel.endswith((".cc", ".c"))}
     absent = missing_kernels(texts, registered)
