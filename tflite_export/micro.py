@@ -114,8 +114,8 @@ def _model_cc(ident: str, content: bytes) -> str:
 def _model_h(ident: str, content: bytes, arena: int, decompression: int) -> str:
     guard = f"{ident.upper()}_MODEL_DATA_H_"
     buffer = "" if not decompression else (
-        f"// Compressed weights (TFLM_DECODE ops) are decoded into this buffer. Any\n"
-        f"// TFLite-Micro build runs them (no build flag); before AllocateTensors():\n"
+        f"// Compressed weights (TFLM_DECODE ops) are decoded into this buffer by\n"
+        f"// TFLite-Micro's DECODE kernel (no build flag needed); before AllocateTensors():\n"
         f"//   alignas(16) static uint8_t decompression_buffer[g_{ident}_decompression_buffer_size];\n"
         f"//   static const tflite::MicroContext::AlternateMemoryRegion region = {{\n"
         f"//       decompression_buffer, sizeof(decompression_buffer)}};\n"
