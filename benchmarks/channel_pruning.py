@@ -59,8 +59,8 @@ RECIPES = {"lenet5": {"quick": (1, 0, 1, 5e-4), "full": (4, 2, 2, 5e-4)},
 # its channels: uncapped, the budget took its second residual stream from 32
 # channels to 8. LeNet-5: a share of every group's channels (its MACs are in
 # conv2, its bytes in fc1). The fine-tune's optimizer: Adam, or Nesterov SGD
-# (momentum 0.9, as ResNet-8's float baseline), which on an 8-epoch ResNet-8
-# proxy kept 3.2 points more than Adam (docs/status.md).
+# (momentum 0.9, as ResNet-8's float baseline) where a short proxy fit showed
+# it ahead: ResNet-8, not DS-CNN (docs/status.md has the numbers).
 SETTINGS = {"lenet5": dict(target="channels", sparsity=0.4, round_to=4, max_sparsity=1.0,
                            optimizer="adam"),
             "resnet8": dict(target="macs+params", sparsity=0.6, round_to=8, max_sparsity=0.5,
